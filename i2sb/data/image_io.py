@@ -1,0 +1,152 @@
+"""Image files <-> tensors: listing, robust decoding to RGB, and atomic PNG writing.
+
+Pixel convention everywhere in i2sb: float32 tensors of shape (3, H, W) with values in [-1, 1]
+(the authors' `ToTensor()` followed by `t * 2 - 1`).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+
+# Pillow modes holding more than 8 bits per sample; decoded to float via numpy instead of
+# `Image.convert("RGB")`, which would clip them at 255.
+_HIGH_DEPTH_SCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0,
+                     "I": 65535.0, "F": 1.0}
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True when `path` has a supported image extension (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """All image files under `root`, recursively, sorted by their path relative to `root`.
+
+    Hidden files and folders (names starting with ".", e.g. macOS `._x.png` resource forks or
+    `.ipynb_checkpoints`) are ignored; symlinked folders are followed. A single supported image
+    file is returned as a one-element list. Returns [] for a folder without images.
+    Raises FileNotFoundError for a missing path, ValueError for a file of another type.
+    """
+    root = Path(root)
+    if root.is_file():
+        if not is_image_file(root):
+            raise ValueError(f"{root}: not an image file (supported: {_extensions_text()})")
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such file or directory")
+    found = []
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += [Path(folder, f) for f in files if not f.startswith(".") and is_image_file(f)]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def require_images(root: str | Path) -> list[Path]:
+    """`list_images(root)`, raising a one-line ValueError when the folder holds no images."""
+    paths = list_images(root)
+    if not paths:
+        raise ValueError(f"{root}: no images found (supported extensions: {_extensions_text()})")
+    return paths
+
+
+def _extensions_text() -> str:
+    return ", ".join(sorted(IMAGE_EXTENSIONS))
+
+
+def _decode(path: Path) -> Image.Image:
+    """Open and fully decode an image file; any failure becomes a one-line ValueError."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy() if image.mode in _HIGH_DEPTH_SCALE else image.convert("RGB")
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, struct/zlib errors, ...
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"{path}: cannot read image: {reason}") from exc
+
+
+def _high_depth_to_unit(image: Image.Image) -> np.ndarray:
+    """16-bit / 32-bit integer or float single-channel image -> float32 (H, W, 3) in [0, 1]."""
+    values = np.asarray(image, dtype=np.float32) / _HIGH_DEPTH_SCALE[image.mode]
+    return np.repeat(np.clip(values, 0.0, 1.0)[..., None], 3, axis=-1)
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """Decode `path` to an 8-bit RGB Pillow image (what the dataset transforms consume).
+
+    Grey, palette, CMYK and RGBA images are converted with `Image.convert("RGB")` (alpha is
+    dropped, as in the authors' loader); 16-bit grey is scaled to 8 bits, not clipped.
+    EXIF orientation is not applied (pixels are used as stored, like torchvision's loaders).
+    Raises ValueError("<path>: cannot read image: ...") for unreadable, truncated or non-image files.
+    """
+    image = _decode(Path(path))
+    if image.mode in _HIGH_DEPTH_SCALE:
+        return Image.fromarray(np.round(_high_depth_to_unit(image) * 255.0).astype(np.uint8))
+    return image
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image file as a float32 tensor (3, H, W) in [-1, 1].
+
+    Same conversions as `read_rgb`, except that 16-bit grey keeps its full precision.
+    Raises FileNotFoundError for a missing file and ValueError for an undecodable one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    image = _decode(path)
+    if image.mode in _HIGH_DEPTH_SCALE:
+        unit = _high_depth_to_unit(image)
+    else:
+        unit = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(unit)).permute(2, 0, 1) * 2.0 - 1.0
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, H, W) or (H, W) tensor in [-1, 1] -> uint8 array (H, W, 3) or (H, W).
+
+    Rounds half up after mapping to [0, 255], like torchvision's `save_image` applied to (x + 1) / 2.
+    A uint8 tensor is taken as pixel values already.
+    """
+    if image.dim() == 3 and image.shape[0] in (1, 3):
+        image = image.permute(1, 2, 0).squeeze(-1)
+    elif image.dim() != 2:
+        raise ValueError(f"expected an image tensor (3, H, W), (1, H, W) or (H, W); got {tuple(image.shape)}")
+    image = image.detach().to("cpu")
+    if image.dtype == torch.uint8:
+        return image.numpy()
+    if not image.is_floating_point():
+        raise ValueError(f"expected a float tensor in [-1, 1] or uint8; got dtype {image.dtype}")
+    scaled = ((image.float() + 1.0) * 127.5 + 0.5).clamp_(0.0, 255.0)
+    return scaled.to(torch.uint8).numpy()
+
+
+def save_image(image: torch.Tensor, path: str | Path) -> Path:
+    """Write an image tensor (3, H, W) in [-1, 1] to `path`, atomically.
+
+    The format follows the suffix (".png" expected; any Pillow-writable suffix works). The data
+    goes to a temporary file in the same folder that is then renamed over `path` (`os.replace`),
+    so a crash never leaves a half-written image. Parent folders are created. Returns the path.
+    """
+    path = Path(path)
+    file_format = Image.registered_extensions().get(path.suffix.lower())
+    if file_format is None:
+        raise ValueError(f"{path}: unknown image suffix {path.suffix!r} (use .png)")
+    pixels = Image.fromarray(to_uint8(image))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder: rename is atomic
+    try:
+        with open(temp_path, "xb") as stream:  # "x": never clobbers; mode follows the umask
+            pixels.save(stream, format=file_format)
+        os.replace(temp_path, path)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    return path
