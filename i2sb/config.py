@@ -147,6 +147,8 @@ def _check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'trainer.ema': must be in [0, 1), got {t.ema}")
     if cfg.task.n_steps < 2 or cfg.task.n_steps % 2:
         raise ConfigError(f"config key 'task.n_steps': must be an even integer >= 2, got {cfg.task.n_steps}")
+    if cfg.data.kind in ("imagefolder", "paired") and not cfg.data.root:
+        raise ConfigError(f"config key 'data.root': required for data.kind={cfg.data.kind} (the training images folder)")
     if not 1 <= t.eval_nfe < cfg.task.n_steps:
         raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, got {t.eval_nfe}")
 

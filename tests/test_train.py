@@ -1,0 +1,216 @@
+"""Training: Algorithm 1 on tiny models — learning, exact resume, non-finite steps, config errors, ADM init."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import tiny_config
+
+from i2sb import checkpoint as ckpt_io
+from i2sb import dist as dist_lib
+from i2sb.config import ConfigError, to_train_config
+from i2sb.train import (
+    Trainer,
+    TrainingError,
+    bridge_loss,
+    build_degradation,
+    make_pair,
+    micro_steps,
+    step_generator,
+    train,
+)
+from i2sb.unet import UNet
+
+CPU = dist_lib.DistInfo(device=torch.device("cpu"))
+
+
+def demo_batch(n: int = 4, size: int = 16) -> dict[str, torch.Tensor]:
+    from i2sb.data import DemoImages
+
+    ds = DemoImages(size, "train", length=n)
+    return {"x0": torch.stack([ds.item(i, torch.Generator().manual_seed(i))["x0"] for i in range(n)])}
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path):
+    cfg = to_train_config(tiny_config(tmp_path, trainer={"batch_size": 4, "microbatch": 4, "lr": 2e-3}))
+    trainer = Trainer(cfg, CPU)
+    deg = build_degradation(cfg)
+    batch = demo_batch()
+
+    def eval_loss() -> float:  # same t and noise every time: a fixed objective
+        g = torch.Generator().manual_seed(123)
+        pair = make_pair(batch, deg, cfg, g, CPU.device)
+        with torch.no_grad():
+            return float(bridge_loss(trainer.denoiser, trainer.bridge, pair, cfg, g))
+
+    before = eval_loss()
+    for _ in range(30):
+        trainer.train_step([batch], deg)
+        trainer.step += 1
+    after = eval_loss()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_train_step_accumulates_the_mean_gradient(tmp_path):
+    """Two microbatches of 2 with the loss scaled by 1/2 give the mean gradient (same random draws)."""
+    cfg = to_train_config(tiny_config(tmp_path, trainer={"batch_size": 4, "microbatch": 2, "grad_clip": 0.0}))
+    trainer = Trainer(cfg, CPU)
+    with torch.no_grad():  # perturb the zero-initialised layers so gradients reach every parameter
+        for p in trainer.unet.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    deg = build_degradation(cfg)
+    batch = demo_batch()
+    halves = [{"x0": batch["x0"][:2]}, {"x0": batch["x0"][2:]}]
+
+    g = step_generator(cfg.seed, 0, 0, CPU.device)
+    torch.manual_seed(g.initial_seed())
+    losses = []
+    for half in halves:
+        pair = make_pair(half, deg, cfg, g, CPU.device)
+        losses.append(bridge_loss(trainer.denoiser, trainer.bridge, pair, cfg, g))
+    expected = torch.autograd.grad(sum(losses) / 2, list(trainer.unet.parameters()))
+
+    total = trainer.train_step(halves, deg)  # gradients stay in .grad after the step
+    torch.testing.assert_close(total, (sum(losses) / 2).detach(), rtol=1e-6, atol=0)
+    for p, e in zip(trainer.unet.parameters(), expected):
+        torch.testing.assert_close(p.grad, e, rtol=1e-5, atol=1e-8)
+
+
+def test_batch_size_must_divide(tmp_path):
+    cfg = to_train_config(tiny_config(tmp_path, trainer={"batch_size": 6, "microbatch": 4}))
+    with pytest.raises(ConfigError, match=r"trainer\.batch_size.*not divisible by world_size \(1\) x trainer\.microbatch \(4\)"):
+        micro_steps(cfg, 1)
+    with pytest.raises(ConfigError, match="world_size \\(4\\)"):
+        micro_steps(to_train_config(tiny_config(tmp_path, trainer={"batch_size": 8, "microbatch": 4})), 4)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tiny_config(tmp_path, trainer={"lrr": 1.0})
+    with pytest.raises(ConfigError, match="trainer.lrr") as err:
+        to_train_config(bad)
+    assert "\n" not in str(err.value)
+    missing = tiny_config(tmp_path)
+    del missing["task"]["name"]
+    with pytest.raises(ConfigError, match="task.name"):
+        to_train_config(missing)
+    with pytest.raises(ConfigError, match="trainer.precision"):
+        to_train_config(tiny_config(tmp_path, trainer={"precision": "fp8"}))
+    with pytest.raises(ConfigError, match="model.num_res_blocks"):
+        to_train_config(tiny_config(tmp_path, model={"num_res_blocks": "two"}))
+
+
+def test_run_writes_state_and_metrics(tmp_path):
+    summary = train(tiny_config(tmp_path, trainer={"max_steps": 4, "eval_every": 4}))
+    assert summary["step"] == 4 and summary["bad_steps"] == 0
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "samples" / "step_000000004.png").is_file()
+    state = ckpt_io.load_file(tmp_path / "latest.pt")
+    assert state["format"] == ckpt_io.FORMAT and state["step"] == 4
+    assert set(state) >= {"model", "ema", "optimizer", "lr_scheduler", "rng", "config"}
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    assert any("val_psnr" in r for r in records)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("task", ["jpeg5", "inpaint_center"])
+def test_resume_gives_the_same_weights(tmp_path, task):
+    """4 steps in one go == 2 steps, stop, resume for 2 more (same command), bit for bit on CPU."""
+    full = tmp_path / "full"
+    train(tiny_config(full, task=task, trainer={"max_steps": 4}))
+    split = tmp_path / "split"
+    train(tiny_config(split, task=task, trainer={"max_steps": 2}))
+    summary = train(tiny_config(split, task=task, trainer={"max_steps": 4}))
+    assert summary["step"] == 4
+    a, b = ckpt_io.load_file(full / "latest.pt"), ckpt_io.load_file(split / "latest.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+        assert torch.equal(a["ema"]["state_dict"][key], b["ema"]["state_dict"][key]), key
+    assert a["lr_scheduler"] == b["lr_scheduler"]
+
+
+def test_resume_refuses_a_different_network(tmp_path):
+    train(tiny_config(tmp_path, trainer={"max_steps": 1}))
+    with pytest.raises(ConfigError, match="model.model_channels"):
+        train(tiny_config(tmp_path, model={"model_channels": 64}, trainer={"max_steps": 2}))
+
+
+def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
+    import i2sb.train as train_mod
+
+    real = train_mod.bridge_loss
+    poisoned = {2, 3}  # optimiser steps whose loss is NaN
+    calls = {"n": 0}
+
+    def flaky(denoiser, bridge, pair, cfg, g):
+        loss = real(denoiser, bridge, pair, cfg, g)
+        step = calls["n"] // 2  # two microbatches per step
+        calls["n"] += 1
+        return loss * float("nan") if step in poisoned else loss
+
+    monkeypatch.setattr(train_mod, "bridge_loss", flaky)
+    cfg = to_train_config(tiny_config(tmp_path))
+    trainer = Trainer(cfg, CPU)
+    deg = build_degradation(cfg)
+    batch = demo_batch(2)
+    snapshots = []
+    for _ in range(5):
+        trainer.train_step([batch, batch], deg)
+        trainer.step += 1
+        snapshots.append({k: v.clone() for k, v in trainer.unet.state_dict().items()})
+    # steps 2 and 3 changed nothing, steps 1 and 4 did
+    assert all(torch.equal(snapshots[1][k], snapshots[3][k]) for k in snapshots[1])
+    assert not all(torch.equal(snapshots[3][k], snapshots[4][k]) for k in snapshots[3])
+    assert int(trainer.bad_total) == 2 and int(trainer.bad_run) == 0
+
+    poisoned.update(range(5, 100))
+    with pytest.raises(TrainingError, match="non-finite for 5 consecutive steps"):
+        train(tiny_config(tmp_path / "run", trainer={"max_steps": 50, "max_bad_steps": 5}))
+
+
+# ------------------------------------------------------------------------------------- ADM init
+def tiny_adm_kwargs(**kw):
+    base = dict(image_size=16, in_channels=3, model_channels=32, out_channels=6, num_res_blocks=1,
+                attention_resolutions=[2], channel_mult=[1, 1], num_head_channels=32,
+                use_scale_shift_norm=True, resblock_updown=False)
+    return {**base, **kw}
+
+
+@pytest.mark.parametrize("cond_x1", [False, True])
+def test_adm_init_surgery(tmp_path, cond_x1):
+    torch.manual_seed(3)
+    adm = UNet(**tiny_adm_kwargs())  # learn_sigma: 6 output channels
+    with torch.no_grad():
+        for p in adm.parameters():
+            p.add_(torch.randn_like(p))
+    path = tmp_path / "adm.pt"
+    torch.save(adm.state_dict(), path)
+    model = UNet(**tiny_adm_kwargs(out_channels=3, in_channels=6 if cond_x1 else 3))
+    fresh_first = model.input_blocks[0][0].weight.detach().clone()
+    ckpt_io.load_adm_init(model, path)
+    sd, ref = model.state_dict(), adm.state_dict()
+    torch.testing.assert_close(sd["out.2.weight"], ref["out.2.weight"][:3], rtol=0, atol=0)
+    torch.testing.assert_close(sd["out.2.bias"], ref["out.2.bias"][:3], rtol=0, atol=0)
+    torch.testing.assert_close(sd["input_blocks.0.0.weight"][:, :3], ref["input_blocks.0.0.weight"], rtol=0, atol=0)
+    if cond_x1:  # the extra x1 channels keep the model's own initialisation (authors' ckpt_util)
+        torch.testing.assert_close(sd["input_blocks.0.0.weight"][:, 3:], fresh_first[:, 3:], rtol=0, atol=0)
+    torch.testing.assert_close(sd["middle_block.1.qkv.weight"], ref["middle_block.1.qkv.weight"], rtol=0, atol=0)
+
+
+def test_adm_init_mismatch_names_key_and_shapes(tmp_path):
+    path = tmp_path / "adm.pt"
+    torch.save(UNet(**tiny_adm_kwargs(model_channels=64)).state_dict(), path)
+    model = UNet(**tiny_adm_kwargs(out_channels=3))
+    with pytest.raises(ValueError, match=r"adm\.pt: does not match the configured U-Net: 'time_embed.0.weight' has shape \(256, 64\) in the file but \(128, 32\) in the model"):
+        ckpt_io.load_adm_init(model, path)
+
+
+def test_model_init_from_config(tmp_path):
+    torch.manual_seed(0)
+    adm = UNet(**tiny_adm_kwargs(num_head_channels=32))
+    path = tmp_path / "adm.pt"
+    torch.save(adm.state_dict(), path)
+    cfg = to_train_config(tiny_config(tmp_path / "run", model={"init": str(path)}))
+    trainer = Trainer(cfg, CPU)
+    torch.testing.assert_close(trainer.unet.state_dict()["out.2.weight"], adm.state_dict()["out.2.weight"][:3])
