@@ -1,0 +1,349 @@
+"""evaluate_folders and the i2sb-eval program on tiny folders written by the tests."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+from i2sb import evaluate, metrics
+from i2sb.evaluate import EvaluationWarning, evaluate_folders, main
+
+H, W = 24, 32
+NAMES = ["a", "b", "sub/c", "sub/d", "e", "f"]  # reference "b" is a .bmp, the rest .png
+BRIGHT = {"a", "sub/c", "e"}  # mean brightness decides the injected classifier's class
+
+
+def _image(rng: np.random.Generator, bright: bool) -> np.ndarray:
+    low = rng.uniform(0, 1, size=(H // 4, W // 4, 3))
+    smooth = np.kron(low, np.ones((4, 4, 1)))
+    return (smooth * 90 + (150 if bright else 10)).astype(np.uint8)
+
+
+def _save(path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """reference/ and restored/ with six pairs; restored 'sub/c' is an exact copy (PSNR = inf)."""
+    rng = np.random.default_rng(0)
+    for name in NAMES:
+        clean = _image(rng, name in BRIGHT)
+        noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+        _save(tmp_path / "reference" / f"{name}{'.bmp' if name == 'b' else '.png'}", clean)
+        _save(tmp_path / "restored" / f"{name}.png", clean if name == "sub/c" else noisy)
+    return tmp_path / "restored", tmp_path / "reference"
+
+
+class TinyFeatures(torch.nn.Module):
+    """A small random CNN standing in for Inception: (B, 3, H, W) in [0, 255] -> (B, 3), noise-sensitive."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = torch.nn.Conv2d(3, 3, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        assert x.min() >= 0 and x.max() <= 255 and x.max() > 1
+        self.calls += 1
+        y = self.conv(x / 255)
+        return (y - y.mean(dim=(2, 3), keepdim=True)).square().mean(dim=(2, 3)) * 3000  # local contrast
+
+
+def brightness_classifier(x: torch.Tensor) -> torch.Tensor:
+    """Class 1 for bright images; checks the [-1, 1] input convention."""
+    assert x.min() >= -1 and x.max() <= 1
+    m = x.mean(dim=(1, 2, 3))
+    return torch.stack([-m, m], dim=1)
+
+
+def _batch(folder) -> torch.Tensor:
+    """All images under ``folder`` in key order as (N, 3, H, W) floats in [0, 255]."""
+    arrays = [np.array(Image.open(p).convert("RGB")) for p in evaluate.list_images(folder).values()]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+
+
+def _no_weights(monkeypatch, tmp_path):
+    for spec in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS):
+        monkeypatch.delenv(spec.env_var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))
+
+
+# ------------------------------------------------------------------------------ evaluate_folders
+
+
+def test_per_image_psnr_and_ssim_match_the_metrics_on_the_files(folders):
+    restored, reference = folders
+    result = evaluate_folders(restored, reference, fid=False)
+    rows = {r["name"]: r for r in result["per_image"]}
+    assert sorted(rows) == sorted(NAMES) and result["num_pairs"] == 6
+    for name in NAMES:
+        x = np.asarray(Image.open(restored / f"{name}.png").convert("RGB"))
+        y = np.asarray(Image.open(next(reference.glob(f"{name}.*"))).convert("RGB"))
+        mse = np.mean((x.astype(np.float64) - y) ** 2)
+        expected_psnr = 10 * np.log10(255.0**2 / mse) if mse > 0 else np.inf
+        expected_ssim = structural_similarity(
+            x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=2
+        )
+        assert rows[name]["psnr"] == pytest.approx(expected_psnr, rel=1e-10)
+        assert rows[name]["ssim"] == pytest.approx(expected_ssim, abs=1e-10)
+    assert rows["sub/c"]["psnr"] == np.inf and rows["sub/c"]["ssim"] == pytest.approx(1.0)
+    assert result["psnr"] == np.inf  # an exact copy makes the mean infinite
+    finite = [rows[n]["psnr"] for n in NAMES if n != "sub/c"]
+    assert evaluate_folders(restored, reference, fid=False)["ssim"] == pytest.approx(
+        np.mean([r["ssim"] for r in rows.values()])
+    )
+    (restored / "sub" / "c.png").unlink()
+    assert evaluate_folders(restored, reference, fid=False)["psnr"] == pytest.approx(np.mean(finite))
+
+
+def test_fid_with_an_injected_extractor(folders, tmp_path):
+    restored, reference = folders
+    extractor = TinyFeatures()
+    result = evaluate_folders(restored, reference, feature_extractor=extractor, batch_size=4)
+
+    def feats(folder):
+        return extractor(_batch(folder)).detach()
+
+    expected = metrics.fid_from_features(feats(restored), feats(reference))
+    assert result["fid"] == pytest.approx(expected, rel=1e-6) and result["fid"] > 0.1
+    assert result["fid_reference"] == str(reference)
+
+    mu, sigma = metrics.feature_stats(feats(reference))
+    np.savez(tmp_path / "ref.npz", mu=mu, sigma=sigma)
+    from_npz = evaluate_folders(restored, fid_ref=tmp_path / "ref.npz", feature_extractor=extractor)
+    assert from_npz["fid"] == pytest.approx(expected, rel=1e-6)
+    assert from_npz["psnr"] is None and from_npz["num_pairs"] == 0
+    assert evaluate_folders(restored, fid_ref=reference, feature_extractor=extractor)["fid"] == pytest.approx(
+        expected, rel=1e-6
+    )
+    assert abs(evaluate_folders(restored, fid_ref=restored, feature_extractor=extractor)["fid"]) < 1e-6
+
+
+def test_fid_reference_of_another_dimension_is_an_error(folders, tmp_path):
+    restored, _ = folders
+    np.savez(tmp_path / "ref2048.npz", mu=np.zeros(2048), sigma=np.eye(2048))
+    with pytest.raises(ValueError, match="ref2048.npz has 2048-d statistics but the features are 3-d"):
+        evaluate_folders(restored, fid_ref=tmp_path / "ref2048.npz", feature_extractor=TinyFeatures())
+
+
+def test_fid_off_or_without_weights_keeps_psnr(folders, tmp_path, monkeypatch):
+    restored, reference = folders
+    extractor = TinyFeatures()
+    assert evaluate_folders(restored, reference, feature_extractor=extractor, fid=False)["fid"] is None
+    assert extractor.calls == 0
+    _no_weights(monkeypatch, tmp_path)
+    result = evaluate_folders(restored, reference)
+    assert result["fid"] is None and result["psnr"] == np.inf and result["num_pairs"] == 6
+    assert any(metrics.INCEPTION_WEIGHTS.url in n and n.startswith("FID skipped") for n in result["notes"])
+
+
+def test_accuracy_with_an_injected_classifier(folders, tmp_path):
+    restored, _ = folders
+    wrong = "e"  # labelled dark although bright -> 5 of 6 correct
+    lines = ["file,label"] + [f"{n}.JPEG,{int(n in BRIGHT) ^ (n == wrong)}" for n in NAMES]
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    result = evaluate_folders(restored, labels=tmp_path / "labels.csv", classifier=brightness_classifier)
+    assert result["accuracy"] == pytest.approx(5 / 6) and result["num_labeled"] == 6
+    rows = {r["name"]: r for r in result["per_image"]}
+    assert rows[wrong]["correct"] is False and rows[wrong]["pred"] == 1 and rows[wrong]["label"] == 0
+    assert all(rows[n]["correct"] for n in NAMES if n != wrong)
+
+
+def test_accuracy_skipped_with_a_note_without_resnet_weights(folders, tmp_path, monkeypatch):
+    restored, _ = folders
+    _no_weights(monkeypatch, tmp_path)
+    (tmp_path / "labels.txt").write_text("a 1\n")
+    result = evaluate_folders(restored, labels=tmp_path / "labels.txt")
+    assert result["accuracy"] is None
+    assert any(n.startswith("accuracy skipped") and metrics.RESNET50_WEIGHTS.url in n for n in result["notes"])
+
+
+def test_read_labels_formats(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text(
+        "# authors' style: absolute paths with extensions\n"
+        "/data/val/n01/ILSVRC2012_val_00000001.JPEG 7\n"
+        "sub/c.png\t3\n"
+        "x/dup.png,1\ny/dup.png,2\n"
+    )
+    labels = evaluate.read_labels(path)
+    assert labels["sub/c"] == 3 and labels["/data/val/n01/ILSVRC2012_val_00000001"] == 7
+    lookup = evaluate.label_lookup(labels)
+    assert lookup("ILSVRC2012_val_00000001") == 7  # by file name
+    assert lookup("n01/ILSVRC2012_val_00000001") == 7
+    assert lookup("sub/c") == 3 and lookup("other/c") == 3
+    assert lookup("x/dup") == 1 and lookup("dup") is None  # ambiguous file name
+    assert lookup("missing") is None
+    path.write_text("a,1\nb,2\nc\n")
+    with pytest.raises(ValueError, match=r"labels.txt:3: expected 'NAME,CLASS_INDEX'"):
+        evaluate.read_labels(path)
+    path.write_text("a,1\na.png,2\n")
+    with pytest.raises(ValueError, match="two labels"):
+        evaluate.read_labels(path)
+
+
+def test_unreadable_images_are_skipped_with_a_warning(folders):
+    restored, reference = folders
+    (restored / "broken.png").write_bytes(b"not a png")
+    (reference / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.warns(EvaluationWarning, match=r"unreadable image .*broken\.png"):
+        result = evaluate_folders(restored, reference, fid=False)
+    assert result["num_unreadable"] == 1 and result["unreadable"] == [str(restored / "broken.png")]
+    assert result["num_images"] == 6 and result["num_pairs"] == 6
+
+
+def test_unreadable_reference_keeps_the_restored_image_for_fid(folders):
+    restored, reference = folders
+    (reference / "a.png").write_bytes(b"broken")
+    (reference / "zz.png").write_bytes(b"broken too")  # read only by the FID pass
+    with pytest.warns(EvaluationWarning) as record:
+        result = evaluate_folders(restored, reference, feature_extractor=TinyFeatures())
+    assert result["unreadable"] == [str(reference / "a.png"), str(reference / "zz.png")]
+    assert sum("unreadable" in str(w.message) for w in record) == 2  # each file tried once
+    rows = {r["name"]: r for r in result["per_image"]}
+    assert result["num_images"] == 6 and result["num_pairs"] == 5 and "psnr" not in rows["a"]
+    assert result["fid"] is not None
+
+
+def test_size_mismatch_names_the_file(folders):
+    restored, reference = folders
+    _save(restored / "a.png", np.zeros((H, W + 2, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"restored image .*a\.png is 34x24 but reference .*a\.png is 32x24"):
+        evaluate_folders(restored, reference, fid=False)
+
+
+def test_folder_errors(folders, tmp_path):
+    restored, reference = folders
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        evaluate_folders(tmp_path / "nowhere", reference)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        evaluate_folders(tmp_path / "empty", reference)
+    _save(tmp_path / "other" / "zzz.png", np.zeros((H, W, 3), np.uint8))
+    with pytest.raises(ValueError, match="no restored image has a counterpart"):
+        evaluate_folders(tmp_path / "other", reference)
+    _save(restored / "a.jpg", np.zeros((H, W, 3), np.uint8))
+    with pytest.raises(ValueError, match="two images share the name 'a'"):
+        evaluate_folders(restored, reference)
+    with pytest.raises(ValueError, match="nothing to compute"):
+        evaluate_folders(reference)
+
+
+def test_unpaired_restored_images_count_for_fid_but_not_psnr(folders):
+    restored, reference = folders
+    _save(restored / "extra.png", np.zeros((H, W, 3), np.uint8))
+    with pytest.warns(EvaluationWarning, match="1 restored image"):
+        result = evaluate_folders(restored, reference, feature_extractor=TinyFeatures())
+    assert result["num_images"] == 7 and result["num_pairs"] == 6 and result["num_unpaired"] == 1
+    assert "psnr" not in {r["name"]: r for r in result["per_image"]}["extra"]
+
+
+# -------------------------------------------------------------------------------------- i2sb-eval
+
+
+def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
+    restored, reference = folders
+    _no_weights(monkeypatch, tmp_path)
+    (restored / "metrics.json").write_text("old")
+    assert main([str(restored), str(reference)]) == 0
+    out = capsys.readouterr().out
+    assert "sub/c" in out and "PSNR [dB]  inf" in out and "note: FID skipped" in out
+    data = json.loads((restored / "metrics.json").read_text())
+    assert data["psnr"] == "inf" and data["num_pairs"] == 6 and data["fid"] is None
+    assert {r["name"] for r in data["per_image"]} == set(NAMES)
+    rows = {r["name"]: r for r in data["per_image"]}
+    assert rows["sub/c"]["psnr"] == "inf" and rows["a"]["psnr"] == pytest.approx(
+        evaluate_folders(restored, reference, fid=False)["per_image"][0]["psnr"]
+    )
+    assert sorted(p.name for p in restored.iterdir() if p.is_file()) == [
+        "a.png",
+        "b.png",
+        "e.png",
+        "f.png",
+        "metrics.json",
+    ]
+
+    assert main([str(restored), str(reference), "--no-fid", "--json", str(tmp_path / "out" / "m.json")]) == 0
+    assert json.loads((tmp_path / "out" / "m.json").read_text())["num_images"] == 6
+    assert "FID skipped" not in capsys.readouterr().out
+
+
+def test_cli_no_json_and_summary_only_for_many_images(folders, tmp_path, monkeypatch, capsys):
+    restored, reference = folders
+    monkeypatch.setattr(evaluate, "MAX_TABLE_ROWS", 3)
+    assert main([str(restored), str(reference), "--no-fid", "--no-json"]) == 0
+    out = capsys.readouterr().out
+    assert "sub/c" not in out and "images     6 (6 paired" in out and not (restored / "metrics.json").exists()
+    assert main([str(restored), str(reference), "--no-fid", "--no-json", "--per-image"]) == 0
+    assert "sub/c" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{tmp}/nowhere", "{ref}"], "image folder not found: {tmp}/nowhere"),
+        (["{tmp}/empty", "{ref}"], "no images"),
+        (["{tmp}/other", "{ref}"], "no restored image has a counterpart"),
+        (["{res}"], "nothing to compute"),
+        (["{res}", "{ref}", "--inception", "{tmp}/inc.pth"], "weights file not found: {tmp}/inc.pth"),
+        (["{res}", "--labels", "{tmp}/labels.csv", "--resnet", "{tmp}/r.pth"], "weights file not found: {tmp}/r.pth"),
+        (["{res}", "--labels", "{tmp}/none.csv"], "labels file not found"),
+        (["{res}", "--fid-ref", "{tmp}/none.npz"], "FID reference not found"),
+        (["{res}", "{ref}", "--no-fid", "--json", "{tmp}/m.png"], "image extension"),
+    ],
+)
+def test_cli_errors_exit_1_with_one_line(folders, tmp_path, capsys, args, message):
+    restored, reference = folders
+    (tmp_path / "empty").mkdir()
+    _save(tmp_path / "other" / "zzz.png", np.zeros((H, W, 3), np.uint8))
+    (tmp_path / "labels.csv").write_text("a,1\n")
+    fill = {"tmp": str(tmp_path), "res": str(restored), "ref": str(reference)}
+    assert main([a.format(**fill) for a in args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("i2sb-eval: error: ") and message.format(**fill) in err[0]
+
+
+def test_cli_usage_errors_exit_2(folders, capsys):
+    restored, reference = folders
+    assert main([]) == 2
+    assert main([str(restored), str(reference), "--batch-size", "0"]) == 2
+    assert "usage: i2sb-eval" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert metrics.INCEPTION_WEIGHTS.url in capsys.readouterr().out  # where to get the weights, on one line
+
+
+@pytest.mark.slow
+def test_cli_fid_with_clean_fid_inception_weights_file(folders, tmp_path, monkeypatch, capsys):
+    """Weights from $I2SB_INCEPTION, reference statistics from an ADM-style .npz: the statistics reaching
+    the Fréchet distance are those of the clean-fid Inception features of the restored images (the
+    2048-d sqrtm itself, ~10 s here, is tested in test_metrics)."""
+    restored, _ = folders
+    for name in ["b", "sub/c", "sub/d", "e"]:  # two images: Inception-v3 at 299x299 is slow on CPU
+        (restored / f"{name}.png").unlink()
+    _no_weights(monkeypatch, tmp_path)
+    net = metrics.fid_inception_v3()
+    state = {k: torch.full_like(v, 0.15) if k.endswith("running_var") else v for k, v in net.state_dict().items()}
+    torch.save(state, tmp_path / "pt_inception.pth")
+    monkeypatch.setenv(metrics.INCEPTION_WEIGHTS.env_var, str(tmp_path / "pt_inception.pth"))
+    ref_mu, ref_sigma = np.linspace(0, 1, 2048), np.eye(2048)
+    np.savez(tmp_path / "ref.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8), mu=ref_mu, sigma=ref_sigma)
+    seen = []
+    monkeypatch.setattr(metrics, "fid_from_stats", lambda *stats: seen.append(stats) or 42.0)
+    args = [str(restored), "--fid-ref", str(tmp_path / "ref.npz"), "--json", str(tmp_path / "m.json")]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["fid"] == 42.0
+    assert "FID        42.000" in capsys.readouterr().out
+    net.load_state_dict(state)
+    with torch.no_grad():
+        mu, sigma = metrics.feature_stats(metrics.CleanFIDInception(net)(_batch(restored)))
+    (got_mu, got_sigma, got_ref_mu, got_ref_sigma), *_ = seen
+    np.testing.assert_allclose(got_mu, mu, rtol=1e-4, atol=1e-6 * np.abs(mu).max())
+    np.testing.assert_allclose(got_sigma, sigma, rtol=1e-4, atol=1e-6 * np.abs(sigma).max())
+    np.testing.assert_array_equal(got_ref_mu, ref_mu)
+    np.testing.assert_array_equal(got_ref_sigma, ref_sigma)
