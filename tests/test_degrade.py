@@ -61,6 +61,7 @@ def test_every_task_shape_dtype_range_and_determinism(task):
     x0 = images()
     x1, mask = deg(x0, generator=torch.Generator().manual_seed(3))
     again, mask_again = deg(x0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x0, images())  # the input is never modified in place
     assert deg.name == task and x1.shape == x0.shape and x1.dtype == x0.dtype and x1.device == x0.device
     assert torch.equal(x1, again) and x1.isfinite().all()
     assert x1.abs().max() < 2.5  # DDRM-JPEG does not clip; everything stays near [-1, 1]

@@ -4,7 +4,8 @@
 differentiable torch JPEG of DDRM-JPEG (Kawar et al., 2022, ``functions/jpeg_torch.py``) that I2SB uses.
 It reproduces that code's floating-point operations (float32, same DCT matrix computed through the same
 FFT, same colour matrix, same order of operations), because its ``round()`` makes bit-level differences
-visible: a coefficient on a .5 boundary flips. Unlike a real codec it does not clip or round pixels.
+visible: a coefficient on a .5 boundary flips. Bit-exact on the CPU; other devices (or TF32 matmuls)
+may flip a rare coefficient. Unlike a real codec it does not clip or round pixels.
 
 ``LibJpeg`` (task ``jpeg_libjpeg``) is a real baseline JPEG (torchvision's libjpeg ``encode_jpeg`` /
 ``decode_jpeg``, 4:2:0 chroma): use it to test a model on files a camera or browser would produce.
