@@ -108,6 +108,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    method: str = "i2sb"  # training method (i2sb.methods.METHODS)
     run_dir: str = "runs/${task.name}"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -11,7 +11,6 @@ from torchvision.utils import make_grid
 
 from . import data as data_lib
 from .config import TrainConfig
-from .denoiser import Denoiser, make_predictor
 from .metrics import psnr
 
 
@@ -27,8 +26,7 @@ class Validator:
         self.cfg, self.trainer = cfg, trainer
         self.device = trainer.device
         self.batch = self._fixed_batch(cfg, deg)
-        t = cfg.task
-        self.ema_denoiser = Denoiser(trainer.ema.module, t.n_steps, t.t0, t.T, t.cond_x1).to(self.device)
+        self.ema_denoiser = trainer.method.denoiser(trainer.ema.module).to(self.device)
 
     def _fixed_batch(self, cfg: TrainConfig, deg: Any):
         from .train import make_pair
@@ -47,12 +45,9 @@ class Validator:
 
     @torch.no_grad()
     def run(self, step: int, writer: Any = None) -> dict[str, float]:
-        pair, t = self.batch, self.cfg.task
-        predictor = make_predictor(self.ema_denoiser, self.trainer.bridge, pair.cond, precision=self.cfg.trainer.precision)
+        pair = self.batch
         g = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 54321)
-        restored = self.trainer.bridge.sample(
-            predictor, pair.x1, self.cfg.trainer.eval_nfe, ot_ode=t.ot_ode, mask=pair.mask, generator=g
-        ).clamp(-1, 1)
+        restored = self.trainer.method.restore(self.ema_denoiser, pair, self.cfg.trainer.eval_nfe, g).clamp(-1, 1)
         shown = self._shown_input(pair)
         values = {
             "val_psnr": float(psnr(restored, pair.x0).mean()),

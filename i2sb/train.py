@@ -12,13 +12,11 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -27,11 +25,10 @@ from . import checkpoint as ckpt_io
 from . import data as data_lib
 from . import degrade
 from . import dist as dist_lib
-from .bridge import Bridge
 from .config import ConfigError, TrainConfig, to_container, to_train_config
-from .denoiser import Denoiser, autocast
 from .ema import EMA
 from .evaluation_loop import Validator
+from .methods import Pair, build_method
 from .monitor import build_writer
 from .unet import UNet
 
@@ -40,25 +37,11 @@ class TrainingError(RuntimeError):
     """Training cannot continue (e.g. the loss stayed non-finite); the message says why."""
 
 
-@dataclass
-class Pair:
-    """One microbatch of bridge boundary pairs on the device. Shapes (B, 3, H, W); mask (B, 1, H, W)."""
-
-    x0: Tensor
-    x1: Tensor
-    mask: Tensor | None
-    cond: Tensor | None
-
-
 # ---------------------------------------------------------------------------- building blocks
-def build_unet(cfg: TrainConfig) -> UNet:
-    """The U-Net of ``cfg.model``; 6 input channels with ``task.cond_x1``."""
+def build_unet(cfg: TrainConfig, in_channels: int | None = None) -> UNet:
+    """The U-Net of ``cfg.model``; 6 input channels with ``task.cond_x1`` unless ``in_channels`` is given."""
     kwargs = {k: v for k, v in to_container(cfg)["model"].items() if k not in ("name", "init")}
-    return UNet(in_channels=6 if cfg.task.cond_x1 else 3, **kwargs)
-
-
-def build_bridge(cfg: TrainConfig) -> Bridge:
-    return Bridge.symmetric(cfg.task.n_steps, cfg.task.beta_max)
+    return UNet(in_channels=in_channels or (6 if cfg.task.cond_x1 else 3), **kwargs)
 
 
 def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device):
@@ -104,22 +87,6 @@ def make_pair(batch: dict[str, Tensor], deg: Any, cfg: TrainConfig, g: torch.Gen
     return Pair(x0, x1, mask, cond)
 
 
-def bridge_loss(denoiser: nn.Module, bridge: Bridge, pair: Pair, cfg: TrainConfig, g: torch.Generator) -> Tensor:
-    """Algorithm 1, lines 3–5: t ~ U, X_t ~ q(X_t|X_0,X_1) (Eq. 11), MSE to Eq. 12; holes only for inpainting."""
-    x0 = pair.x0
-    step = torch.randint(0, bridge.n_steps, (x0.shape[0],), generator=g, device=x0.device)
-    xt = bridge.q_sample(step, x0, pair.x1, ot_ode=cfg.task.ot_ode, generator=g)
-    label = bridge.target(step, x0, xt)
-    if cfg.trainer.channels_last:
-        xt = xt.contiguous(memory_format=torch.channels_last)
-    with autocast(x0.device, cfg.trainer.precision):
-        pred = denoiser(xt, step, pair.cond)
-    pred = pred.float()
-    if pair.mask is not None:
-        pred, label = pair.mask * pred, pair.mask * label
-    return F.mse_loss(pred, label)
-
-
 # ---------------------------------------------------------------------------- state
 class Trainer:
     """Holds the model, EMA, optimiser and counters of one rank; ``run()`` trains to ``max_steps``."""
@@ -128,15 +95,15 @@ class Trainer:
         self.cfg, self.info, self.device = cfg, info, info.device
         self.run_dir = Path(cfg.run_dir)
         self.n_micro = micro_steps(cfg, info.world_size)
-        self.bridge = build_bridge(cfg)
+        self.method = build_method(cfg)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.unet = build_unet(cfg)
+        self.unet = build_unet(cfg, self.method.in_channels)
         if cfg.model.init:
             ckpt_io.load_adm_init(self.unet, cfg.model.init)
         self.unet.to(self.device)
         if cfg.trainer.channels_last:
             self.unet.to(memory_format=torch.channels_last)
-        self.denoiser = Denoiser(self.unet, cfg.task.n_steps, cfg.task.t0, cfg.task.T, cfg.task.cond_x1).to(self.device)
+        self.denoiser = self.method.denoiser(self.unet).to(self.device)
         self.ema = EMA(self.unet, cfg.trainer.ema, cfg.trainer.ema_warmup)
         self.optimizer, self.scheduler = build_optimizer(list(self.unet.parameters()), cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.trainer.precision == "fp16")
@@ -164,7 +131,7 @@ class Trainer:
             pair = make_pair(batch, deg, self.cfg, g, self.device)
             sync = i == len(batches) - 1 or not isinstance(self.model, DDP)
             with self.model.no_sync() if not sync else _nullcontext():
-                loss = bridge_loss(self.model, self.bridge, pair, self.cfg, g) / len(batches)
+                loss = self.method.loss(self.model, pair, g) / len(batches)
                 self.scaler.scale(loss).backward()
             total += loss.detach()
         self._optimizer_step(total)

@@ -11,10 +11,10 @@ from helpers import tiny_config
 from i2sb import checkpoint as ckpt_io
 from i2sb import dist as dist_lib
 from i2sb.config import ConfigError, to_train_config
+from i2sb.methods import BridgeMethod
 from i2sb.train import (
     Trainer,
     TrainingError,
-    bridge_loss,
     build_degradation,
     make_pair,
     micro_steps,
@@ -43,7 +43,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
         g = torch.Generator().manual_seed(123)
         pair = make_pair(batch, deg, cfg, g, CPU.device)
         with torch.no_grad():
-            return float(bridge_loss(trainer.denoiser, trainer.bridge, pair, cfg, g))
+            return float(trainer.method.loss(trainer.denoiser, pair, g))
 
     before = eval_loss()
     for _ in range(30):
@@ -69,7 +69,7 @@ def test_train_step_accumulates_the_mean_gradient(tmp_path):
     losses = []
     for half in halves:
         pair = make_pair(half, deg, cfg, g, CPU.device)
-        losses.append(bridge_loss(trainer.denoiser, trainer.bridge, pair, cfg, g))
+        losses.append(trainer.method.loss(trainer.denoiser, pair, g))
     expected = torch.autograd.grad(sum(losses) / 2, list(trainer.unet.parameters()))
 
     total = trainer.train_step(halves, deg)  # gradients stay in .grad after the step
@@ -137,19 +137,17 @@ def test_resume_refuses_a_different_network(tmp_path):
 
 
 def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
-    import i2sb.train as train_mod
-
-    real = train_mod.bridge_loss
+    real = BridgeMethod.loss
     poisoned = {2, 3}  # optimiser steps whose loss is NaN
     calls = {"n": 0}
 
-    def flaky(denoiser, bridge, pair, cfg, g):
-        loss = real(denoiser, bridge, pair, cfg, g)
+    def flaky(self, model, pair, g):
+        loss = real(self, model, pair, g)
         step = calls["n"] // 2  # two microbatches per step
         calls["n"] += 1
         return loss * float("nan") if step in poisoned else loss
 
-    monkeypatch.setattr(train_mod, "bridge_loss", flaky)
+    monkeypatch.setattr(BridgeMethod, "loss", flaky)
     cfg = to_train_config(tiny_config(tmp_path))
     trainer = Trainer(cfg, CPU)
     deg = build_degradation(cfg)
