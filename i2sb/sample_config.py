@@ -1,0 +1,111 @@
+"""Typed schema of ``i2sb-sample`` (``configs/sample.yaml``): every key, its default and its check.
+
+``run_sample`` validates the composed Hydra config against :class:`SampleConfig`, so a misspelt key,
+a wrong type or a missing ``ckpt``/``input``/``output`` is one line naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .config import PRECISIONS, ConfigError
+
+TRAJ_FORMATS = ("gif", "png")  # i2sb.restore_folder.TRAJECTORY_WRITERS
+
+
+@dataclass
+class ModelOverrides:
+    """U-Net arguments (guided-diffusion names) that replace the checkpoint's; null = keep.
+
+    Needed for the authors' checkpoints only where the weights cannot tell, e.g. ``num_head_channels``.
+    """
+
+    image_size: Optional[int] = None
+    in_channels: Optional[int] = None
+    model_channels: Optional[int] = None
+    out_channels: Optional[int] = None
+    num_res_blocks: Optional[int] = None
+    attention_resolutions: Optional[list[int]] = None  # down-sampling factors, as in configs/model/
+    dropout: Optional[float] = None
+    channel_mult: Optional[list[int]] = None
+    conv_resample: Optional[bool] = None
+    num_heads: Optional[int] = None
+    num_head_channels: Optional[int] = None
+    num_heads_upsample: Optional[int] = None
+    use_scale_shift_norm: Optional[bool] = None
+    resblock_updown: Optional[bool] = None
+    use_new_attention_order: Optional[bool] = None
+
+    def given(self) -> dict[str, Any]:
+        """The keys the user set (not null)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class SampleConfig:
+    """``i2sb-sample`` keys; see ``configs/sample.yaml`` for the user-facing description of each."""
+
+    ckpt: str = MISSING  # run directory, checkpoint file, or the authors' results/NAME/
+    input: str = MISSING  # folder (or one file) of degraded images
+    output: str = MISSING  # folder for the restored PNGs (must not be inside input)
+    mask: Optional[str] = None  # inpainting masks, same relative names as input, white = hole
+    nfe: Optional[int] = None  # null: the checkpoint's trainer.eval_nfe, else 10
+    ot_ode: Optional[bool] = None  # null: the checkpoint's task.ot_ode
+    clip_denoise: bool = False
+    seed: int = 0
+    batch_size: int = 4
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    n_samples: int = 1  # restorations per input: NAME_s0.png, NAME_s1.png, ...
+    save_traj: bool = False
+    traj_format: str = "gif"  # gif (animation) | png (strip: states on top, x0 predictions below)
+    traj_frames: int = 10  # at most this many logged steps (the authors' log_count)
+    traj_dir: Optional[str] = None  # null: "<output>_traj"
+    tile: Optional[int] = None  # null: the training size; 0: never tile; N: tiles of N pixels
+    tile_overlap: Optional[int] = None  # null: tile // 4
+    use_ema: bool = True
+    skip_existing: bool = False  # leave images whose outputs all exist (counted as skipped)
+    progress: bool = True
+    model: ModelOverrides = field(default_factory=ModelOverrides)
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    msg = str(err).splitlines()[0]
+    return f"config key '{key}': {msg}" if key else f"config: {msg}"
+
+
+def to_sample_config(cfg: Any) -> SampleConfig:
+    """Validate ``cfg`` (dict / DictConfig / SampleConfig) -> :class:`SampleConfig`; one-line ``ConfigError``."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SampleConfig), cfg)
+        result = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    check_values(result)
+    return result
+
+
+_POSITIVE = ("batch_size", "n_samples", "traj_frames")
+
+
+def check_values(cfg: SampleConfig) -> None:
+    """Range checks that need no checkpoint (``nfe``'s upper bound is checked once it is loaded)."""
+    for key in _POSITIVE:
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"config key 'precision': must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
+    if cfg.traj_format not in TRAJ_FORMATS:
+        raise ConfigError(
+            f"config key 'traj_format': must be one of {', '.join(TRAJ_FORMATS)}, got '{cfg.traj_format}'")
+    if cfg.nfe is not None and cfg.nfe < 1:
+        raise ConfigError(f"config key 'nfe': must be at least 1, got {cfg.nfe}")
+    if cfg.tile is not None and cfg.tile < 0:
+        raise ConfigError(f"config key 'tile': must be 0 (off), null (auto) or a positive size, got {cfg.tile}")
+    if cfg.tile_overlap is not None and cfg.tile_overlap < 0:
+        raise ConfigError(f"config key 'tile_overlap': must be >= 0, got {cfg.tile_overlap}")

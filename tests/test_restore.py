@@ -1,0 +1,443 @@
+"""Restoring folders (``i2sb-sample``) and the Python API (``i2sb.load``) on tiny checkpoints made here."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torch import nn
+
+import i2sb
+from i2sb import checkpoint as ckpt_io
+from i2sb.bridge import Bridge
+from i2sb.cli import sample_main
+from i2sb.config import to_container, to_train_config
+from i2sb.denoiser import Denoiser, make_predictor
+from i2sb.restore import Restorer, TiledDenoiser, pad_to_multiple, tile_starts
+from i2sb.train import build_unet
+
+CONFIGS = Path(i2sb.__file__).parent / "configs"
+TINY = yaml.safe_load((CONFIGS / "model" / "tiny.yaml").read_text())  # 16 px, channel_mult [1, 1]
+
+
+def train_config(task: dict | None = None, **model) -> dict:
+    return {
+        "task": {"name": "t", "degradation": "jpeg5", "beta_max": 0.3, "ot_ode": True, "n_steps": 100,
+                 **(task or {})},
+        "model": {**copy.deepcopy(TINY), **model},
+        "data": {"kind": "demo", "image_size": 16},
+        "trainer": {"batch_size": 4, "microbatch": 4, "max_steps": 2, "eval_every": 2, "ckpt_every": 2,
+                    "eval_nfe": 3},
+        "run_dir": "unused",
+    }
+
+
+def perturb(module: nn.Module, scale: float, seed: int) -> None:
+    """Add noise to every parameter (the zero-initialised output layers included)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def write_run(run_dir: Path, task: dict | None = None, random: bool = True, ema_shift: float = 0.05, **model) -> Path:
+    """An i2sb run directory (config.yaml + latest.pt) whose EMA weights differ from the raw ones."""
+    cfg = to_train_config(train_config(task, **model))
+    torch.manual_seed(0)
+    unet = build_unet(cfg)
+    if random:
+        perturb(unet, 0.05, seed=1)
+    ema = build_unet(cfg)
+    ema.load_state_dict(unet.state_dict())
+    if ema_shift:
+        perturb(ema, ema_shift, seed=2)
+    ckpt = {"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "step": 2, "model": unet.state_dict(),
+            "ema": {"decay": 0.99, "num_updates": 2, "warmup": True, "state_dict": ema.state_dict()},
+            "config": to_container(cfg)}
+    ckpt_io.save_atomic(ckpt, run_dir / ckpt_io.LATEST)
+    return run_dir
+
+
+def random_image(h: int, w: int, seed: int, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    return Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        sample_main([*args, "progress=false"])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+# ---------------------------------------------------------------------------- folder restoration
+def test_zero_network_folder_restoration_keeps_names_sizes_and_pixels(tmp_path, capsys):
+    """A fresh U-Net outputs exactly 0, so the OT-ODE restoration is the input itself: this checks names,
+    nested paths, formats, grey/RGBA conversion, odd sizes (padding + crop) and tiling of larger images."""
+    run = write_run(tmp_path / "run", random=False, ema_shift=0.0)
+    src = tmp_path / "in"
+    files = {
+        "a.png": random_image(16, 16, 0), "sub/b.jpg": random_image(19, 23, 1),
+        "sub/deep/c.webp": random_image(16, 16, 2), "d.bmp": random_image(19, 23, 3),
+        "e.tiff": random_image(40, 37, 4), "grey.png": random_image(17, 16, 5, "L"),
+        "alpha.png": random_image(16, 21, 6, "RGBA"),
+    }
+    for name, image in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        image.save(src / name, quality=90) if name.endswith((".jpg", ".webp")) else image.save(src / name)
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={src}", f"output={tmp_path / 'out'}", "batch_size=2",
+                             "nfe=1")
+    assert code == 0, err
+    assert "restored 7 image(s)" in out and "failed 0" in out
+    for name in files:
+        result = tmp_path / "out" / Path(name).with_suffix(".png")
+        np.testing.assert_array_equal(rgb(result), rgb(src / name))  # same size, same pixels
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file()) == sorted(
+        Path(n).with_suffix(".png").name for n in files)
+
+
+def test_pad_to_multiple_reflects_and_crops_back():
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape == (2, 3, 8, 8)
+    assert torch.equal(padded[..., :5, :7], x)
+    assert torch.equal(padded[..., 5, :7], x[..., 3, :])  # reflection: row 5 mirrors row 3
+    assert torch.equal(padded[..., :5, 7], x[..., :, 5])
+    tiny = pad_to_multiple(x[..., :2, :2], 8)  # too small to reflect: edge replication
+    assert tiny.shape[-2:] == (8, 8) and torch.equal(tiny[..., 7, 7], x[..., 1, 1])
+    assert pad_to_multiple(x[..., :4, :4], 4) is not None and pad_to_multiple(x[..., :4, :4], 4).shape[-1] == 4
+
+
+@pytest.mark.parametrize("size,tile,overlap", [(40, 16, 4), (37, 16, 8), (16, 16, 4), (100, 32, 0), (33, 32, 8)])
+def test_tiles_cover_with_overlap(size, tile, overlap):
+    starts = tile_starts(size, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + min(tile, size) == size
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))  # at least `overlap` shared
+
+
+def test_tiled_denoiser_blends_to_constant_and_identity():
+    calls = []
+
+    def constant(x, step, cond=None):
+        calls.append(tuple(x.shape[-2:]))
+        return torch.full((x.shape[0], 3, *x.shape[-2:]), 0.3, dtype=x.dtype)
+
+    x = torch.randn(2, 3, 40, 37)
+    step = torch.zeros(2, dtype=torch.long)
+    tiled = TiledDenoiser(constant, 16, 4)
+    torch.testing.assert_close(tiled(x, step), torch.full_like(x, 0.3), rtol=0, atol=1e-6)
+    assert set(calls) == {(16, 16)} and len(calls) == len(tile_starts(40, 16, 4)) * len(tile_starts(37, 16, 4))
+    identity = TiledDenoiser(lambda x, step, cond=None: x[:, :3] + (0 if cond is None else cond), 16, 6)
+    torch.testing.assert_close(identity(x, step), x, rtol=0, atol=1e-5)
+    torch.testing.assert_close(identity(x, step, cond=x), 2 * x, rtol=0, atol=1e-5)  # cond is tiled alike
+    weights = torch.zeros(40, 37, dtype=torch.float64)  # normalised blending weights sum to 1
+    windows = tiled.windows(40, 37)
+    for rows, cols, w in windows:
+        weights[rows, cols] += w
+    assert torch.all(weights > 0)  # every pixel covered
+    total = torch.zeros(40, 37, dtype=torch.float64)
+    for rows, cols, w in windows:
+        total[rows, cols] += w / weights[rows, cols]
+    torch.testing.assert_close(total, torch.ones_like(total))
+
+
+class PointwiseNet(nn.Module):
+    """A network without spatial context: tiling must then not change anything (no seams)."""
+
+    config = {"channel_mult": (1, 1, 1)}
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        perturb(self, 0.5, seed=3)
+
+    def forward(self, x, t):
+        return torch.tanh(self.conv(x) * (1 + t[:, None, None, None] / 100))
+
+
+def pointwise_restorer(task: dict | None = None) -> Restorer:
+    t = {"name": "p", "degradation": None, "beta_max": 0.3, "ot_ode": False, "cond_x1": False,
+         "add_x1_noise": False, "n_steps": 100, "t0": 1e-4, "T": 1.0, **(task or {})}
+    return Restorer(Denoiser(PointwiseNet(), 100).eval(), Bridge.symmetric(100, 0.3), t, image_size=16)
+
+
+@pytest.mark.parametrize("ot_ode", [True, False])
+def test_tiled_restoration_has_no_seams(ot_ode):
+    restorer = pointwise_restorer()
+    x1 = torch.rand(2, 3, 43, 37) * 2 - 1
+    outs = [restorer.restore(x1, nfe=4, ot_ode=ot_ode, tile=tile, tile_overlap=4,
+                             generator=torch.Generator().manual_seed(5)) for tile in (0, 16, None)]
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(outs[2], outs[0], rtol=0, atol=1e-5)
+    assert outs[0].shape == x1.shape and not torch.allclose(outs[0], x1, atol=1e-3)
+
+
+def test_restore_validates_arguments():
+    restorer = pointwise_restorer()
+    x = torch.zeros(1, 3, 16, 16)
+    for kwargs, text in [({"nfe": 0}, "nfe"), ({"nfe": 100}, "nfe"), ({"tile": 10}, "multiple"),
+                         ({"tile": 16, "tile_overlap": 16}, "tile_overlap"),
+                         ({"mask": torch.zeros(1, 1, 8, 8)}, "mask")]:
+        with pytest.raises(ValueError, match=text):
+            restorer.restore(x, **kwargs)
+    with pytest.raises(ValueError, match="images"):
+        restorer.restore(torch.zeros(3, 16, 16))
+
+
+class CondNet(PointwiseNet):
+    """Pointwise net on cat([xt, cond]) that records the conditioning it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x, t):
+        self.seen.append(x[:, 3:].clone())
+        return super().forward(x[:, :3] + 0.5 * x[:, 3:], t)
+
+
+def test_cond_x1_and_add_x1_noise_follow_the_authors_order():
+    net = CondNet()
+    task = {"name": "c", "degradation": None, "beta_max": 0.3, "ot_ode": False, "cond_x1": True,
+            "add_x1_noise": True, "n_steps": 100, "t0": 1e-4, "T": 1.0}
+    denoiser = Denoiser(net, 100, cond_x1=True).eval()
+    restorer = Restorer(denoiser, Bridge.symmetric(100, 0.3), task, image_size=16)
+    x1 = torch.rand(1, 3, 16, 16) * 2 - 1
+    out = restorer.restore(x1, nfe=3, generator=torch.Generator().manual_seed(9))
+    assert len(net.seen) == 3 and all(torch.equal(c, x1) for c in net.seen)  # cond = the degraded input
+    g = torch.Generator().manual_seed(9)
+    noisy = x1 + torch.randn(x1.shape, generator=g)  # then x1 += N(0, I), seeded
+    expected = restorer.bridge.sample(make_predictor(denoiser, restorer.bridge, cond=x1), noisy, 3, generator=g)
+    torch.testing.assert_close(out, expected)
+
+
+def test_n_samples_naming_and_diversity(tmp_path, capsys):
+    run = write_run(tmp_path / "run", task={"ot_ode": False})
+    (tmp_path / "in").mkdir()
+    random_image(16, 16, 0).save(tmp_path / "in" / "cat.png")
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                             "n_samples=3", "nfe=2")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["cat_s0.png", "cat_s1.png", "cat_s2.png"]
+    a, b = rgb(tmp_path / "out" / "cat_s0.png"), rgb(tmp_path / "out" / "cat_s1.png")
+    assert np.abs(a.astype(int) - b).mean() > 1  # stochastic sampler: different restorations
+
+
+@pytest.mark.parametrize("fmt", ["gif", "png"])
+def test_save_traj_has_one_frame_per_logged_step(tmp_path, capsys, fmt):
+    run = write_run(tmp_path / "run")
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    random_image(19, 23, 0).save(tmp_path / "in" / "sub" / "x.png")
+    out_dir = tmp_path / "out"
+    code, _, err = run_cli(capsys, f"ckpt={run}", f"input={tmp_path / 'in'}", f"output={out_dir}", "nfe=5",
+                           "save_traj=true", "traj_frames=3", f"traj_format={fmt}")
+    assert code == 0, err
+    traj = tmp_path / "out_traj" / "sub" / f"x.{fmt}"
+    assert traj.is_file() and not any(p.suffix == ".gif" for p in out_dir.rglob("*"))
+    with Image.open(traj) as image:
+        if fmt == "gif":
+            assert image.n_frames == 3 and image.size == (2 * 23, 19)  # [state | x0 prediction]
+            image.seek(image.n_frames - 1)
+            last = np.asarray(image.convert("RGB"))[:, :23]
+            # the last frame's state is the restoration (up to the GIF palette)
+            assert np.abs(last.astype(int) - rgb(out_dir / "sub" / "x.png")).mean() < 12
+        else:
+            assert image.size == (3 * 23, 2 * 19)
+            strip = np.asarray(image.convert("RGB"))
+            np.testing.assert_array_equal(strip[:19, -23:], rgb(out_dir / "sub" / "x.png"))
+
+
+def test_trajectory_log_steps_match_the_authors():
+    from i2sb.restore_folder import log_steps
+
+    restorer = pointwise_restorer()
+    assert log_steps(restorer, 6, 4) == [restorer.bridge.timesteps(6)[i] for i in (0, 2, 3, 5)]
+    assert log_steps(restorer, 2, 10) == [0, 50]
+
+
+# ---------------------------------------------------------------------------- checkpoints and the API
+def test_load_api_and_ema_versus_raw_weights(tmp_path):
+    run = write_run(tmp_path / "run")
+    raw = torch.load(run / "latest.pt", weights_only=True)
+    ema_r, raw_r = i2sb.load(run), i2sb.load(run / "latest.pt", use_ema=False)
+    for restorer, state in ((ema_r, raw["ema"]["state_dict"]), (raw_r, raw["model"])):
+        for key, value in restorer.denoiser.net.state_dict().items():
+            assert torch.equal(value, state[key]), key
+    assert ema_r.task["degradation"] == "jpeg5" and ema_r.task["n_steps"] == 100
+    assert ema_r.image_size == 16 and ema_r.default_nfe == 3 and ema_r.bridge.n_steps == 100
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert not torch.allclose(ema_r.restore(x), raw_r.restore(x), atol=1e-4)  # the weights differ
+    same = write_run(tmp_path / "same", ema_shift=0.0)  # EMA equal to raw: identical restorations
+    torch.testing.assert_close(i2sb.load(same).restore(x), i2sb.load(same, use_ema=False).restore(x))
+    with pytest.raises(ValueError, match="unknown model key 'nonsense'"):
+        i2sb.load(run, nonsense=1)
+
+
+def test_reduced_precision_autocast_stays_close(tmp_path):
+    restorer = i2sb.load(write_run(tmp_path / "run"))
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    full = restorer.restore(x, nfe=2)
+    half = restorer.restore(x, nfe=2, precision="bf16")
+    assert half.dtype == torch.float32 and 0 < (half - full).abs().max() < 0.1
+
+
+def test_model_overrides_reach_the_network(tmp_path):
+    run = write_run(tmp_path / "run", model_channels=32, num_head_channels=16)
+    heads = [m.num_heads for m in i2sb.load(run).denoiser.net.modules() if hasattr(m, "num_heads")]
+    over = [m.num_heads for m in i2sb.load(run, num_head_channels=32).denoiser.net.modules() if hasattr(m, "num_heads")]
+    assert set(heads) == {2} and set(over) == {1}
+
+
+def test_run_directory_written_by_training(tmp_path, capsys):
+    from i2sb.train import train
+
+    cfg = train_config()
+    cfg.update(run_dir=str(tmp_path / "run"), device="cpu", logging={"progress": False})
+    cfg["trainer"].update(eval_batch=2, max_steps=1)
+    train(cfg)
+    (tmp_path / "in").mkdir()
+    random_image(16, 16, 0).save(tmp_path / "in" / "a.png")
+    code, out, err = run_cli(capsys, f"ckpt={tmp_path / 'run'}", f"input={tmp_path / 'in'}",
+                             f"output={tmp_path / 'out'}")
+    assert code == 0, err
+    assert "nfe=3" in out  # the checkpoint's trainer.eval_nfe is the default
+    pixels = torch.from_numpy(rgb(tmp_path / "in" / "a.png").copy()).permute(2, 0, 1)[None].float()
+    restored = i2sb.load(tmp_path / "run").restore(pixels / 127.5 - 1, nfe=3)
+    expected = ((restored[0].permute(1, 2, 0) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(rgb(tmp_path / "out" / "a.png"), expected)
+
+
+# ---------------------------------------------------------------------------- inpainting
+def write_pair(folder: Path, name: str, image: Image.Image, mask: np.ndarray | None, masks: Path) -> None:
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    image.save(folder / name)
+    if mask is not None:
+        (masks / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save((masks / name).with_suffix(".png"))
+
+
+def test_inpainting_keeps_the_known_region_and_reports_a_missing_mask(tmp_path, capsys):
+    run = write_run(tmp_path / "run", task={"degradation": "inpaint_center", "beta_max": 1.0})
+    hole = np.zeros((16, 20), np.uint8)
+    hole[4:12, 5:15] = 255
+    src, masks = tmp_path / "in", tmp_path / "masks"
+    write_pair(src, "a/one.jpg", random_image(16, 20, 0), hole, masks)
+    write_pair(src, "two.png", random_image(16, 20, 1), None, masks)  # no mask for this one
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={src}", f"output={tmp_path / 'out'}", f"mask={masks}")
+    assert code == 1
+    assert "two.png: mask missing" in err and "failed 1" in out and "restored 1 image(s)" in out
+    restored, given = rgb(tmp_path / "out" / "a" / "one.png"), rgb(src / "a" / "one.jpg")
+    known = hole == 0
+    np.testing.assert_array_equal(restored[known], given[known])  # OT-ODE: the known region is kept exactly
+    assert np.abs(restored[~known].astype(int) - given[~known]).mean() > 5
+    assert not (tmp_path / "out" / "two.png").exists()
+    code, _, err = run_cli(capsys, f"ckpt={run}", f"input={src}", f"output={tmp_path / 'o2'}")
+    assert code == 2 and "mask=DIR" in err
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.fixture
+def folder(tmp_path):
+    run = write_run(tmp_path / "run")
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        random_image(16, 16, i).save(tmp_path / "in" / f"img{i}.png")
+    return tmp_path, run
+
+
+def test_missing_and_unreadable_checkpoints(folder, capsys):
+    tmp, run = folder
+    args = [f"input={tmp / 'in'}", f"output={tmp / 'out'}"]
+    code, _, err = run_cli(capsys, f"ckpt={tmp / 'nope'}", *args)
+    assert code == 2 and f"{tmp / 'nope'}: checkpoint not found" in err and len(err.strip().splitlines()) == 1
+    (tmp / "empty_run").mkdir()
+    code, _, err = run_cli(capsys, f"ckpt={tmp / 'empty_run'}", *args)
+    assert code == 2 and "no latest.pt" in err
+    (tmp / "bad.pt").write_bytes(b"this is not a checkpoint")
+    code, _, err = run_cli(capsys, f"ckpt={tmp / 'bad.pt'}", *args)
+    assert code == 2 and f"{tmp / 'bad.pt'}: cannot read checkpoint" in err
+    torch.save({"weights": torch.zeros(1)}, tmp / "other.pt")
+    code, _, err = run_cli(capsys, f"ckpt={tmp / 'other.pt'}", *args)
+    assert code == 2 and "not an i2sb checkpoint" in err
+    assert not (tmp / "out").exists()
+
+
+def test_bad_folders_and_keys(folder, capsys):
+    tmp, run = folder
+    (tmp / "empty").mkdir()
+    cases = [
+        ([f"input={tmp / 'empty'}", f"output={tmp / 'out'}"], "no images found"),
+        ([f"input={tmp / 'missing'}", f"output={tmp / 'out'}"], "no such file"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'in'}"], "is inside input"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'in' / 'restored'}"], "is inside input"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'out'}", "nfe=0"], "nfe"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'out'}", "nfe=100"], "must be in 1..99"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'out'}", "tile=5"], "multiple"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'out'}", "mask=/no/such/masks"], "mask folder not found"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'out'}", "precision=fp8"], "precision"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'out'}", "model.bogus=1"], "bogus"),
+        ([f"input={tmp / 'in'}"], "output"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'in' / 'img0.png'}"], "not a folder"),
+        ([f"input={tmp / 'in' / 'img0.png'}", f"output={tmp / 'in' / 'img1.png'}"], "not a folder"),
+        ([f"input={tmp / 'in'}", f"output={tmp / 'out'}", "device=cuda:99"], "device"),
+    ]
+    for args, text in cases:
+        code, out, err = run_cli(capsys, f"ckpt={run}", *args)
+        assert code == 2, (args, err)
+        assert text in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp / "out").exists()  # every check ran before any work
+
+
+def test_unreadable_image_among_good_ones(folder, capsys):
+    tmp, run = folder
+    (tmp / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    truncated = (tmp / "in" / "img0.png").read_bytes()
+    (tmp / "in" / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}")
+    assert code == 1
+    assert "broken.png: cannot read image" in err and "truncated.png: cannot read image" in err
+    assert sorted(p.name for p in (tmp / "out").iterdir()) == ["img0.png", "img1.png", "img2.png"]
+    assert "restored 3 image(s)" in out and "failed 2" in out
+
+
+def test_outputs_are_replaced_atomically(folder, capsys, monkeypatch):
+    tmp, run = folder
+    (tmp / "out").mkdir()
+    old = b"previous restoration"
+    (tmp / "out" / "img1.png").write_bytes(old)
+    real_save = Image.Image.save
+
+    def flaky_save(self, fp, *args, **kwargs):  # img1's write dies half-way
+        if hasattr(fp, "name") and "img1" in str(fp.name):
+            fp.write(b"\x89PNG half")
+            raise OSError("disk full")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", flaky_save)
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}")
+    assert code == 1 and "img1.png: cannot write: disk full" in err
+    assert (tmp / "out" / "img1.png").read_bytes() == old  # never half-written
+    assert sorted(p.name for p in (tmp / "out").iterdir()) == ["img0.png", "img1.png", "img2.png"]  # no temp files
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    code, out, _ = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}", "skip_existing=true")
+    assert code == 0 and "restored 0 image(s)" in out and "skipped 3" in out
+
+
+def test_colliding_output_names_fail_the_second(folder, capsys):
+    tmp, run = folder
+    random_image(16, 16, 7).save(tmp / "in" / "img0.jpg")
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}")
+    assert code == 1 and "would overwrite the restoration of" in err and "restored 3 image(s)" in out
