@@ -1,0 +1,370 @@
+"""Faster samplers for a trained bridge: an implicit (non-Markovian) sampler with a knob eta, and
+second-order solvers of the OT-ODE (Eq. 13). Pure tensor math on a :class:`~i2sb.bridge.Bridge`.
+
+Which sampler for which model (``ot_ode`` is how the checkpoint was trained, ``task.ot_ode``):
+
+=============  ===========  ==========================================================================
+``sampler``    models       what it runs
+=============  ===========  ==========================================================================
+``ddpm``       both         the authors' Algorithm 2: DDPM posterior (Eq. 4), or its mean with ot_ode
+``implicit``   SDE-trained  DDIM-like bridge sampler (I3SB, Wang et al. 2024; DBIM, Zheng et al. 2024);
+                            eta = 1 is ``ddpm`` exactly, eta = 0 is deterministic after the first step
+``heun``       OT-ODE       2nd-order predictor-corrector on the OT-ODE, 2 evaluations per step
+``multistep``  OT-ODE       2nd-order multistep (DPM-Solver++(2M)-like) on the OT-ODE, 1 per step
+=============  ===========  ==========================================================================
+
+Every state of an SDE-trained model's training is noisy (X_t ~ Eq. 11), and the implicit sampler keeps
+that law for every eta (see :func:`implicit_coefs`). With eta < 1 it is still a different process from
+the training SDE: at eta = 0 a deterministic flow (the bridge's probability-flow analogue, driven by the
+first step's noise) -- neither the SDE nor the OT-ODE of Eq. 13. An OT-ODE-trained model has only seen the
+noise-free states mu_t (Prop. 3.4); the implicit sampler would feed it noisy ones, so it is refused for
+``ot_ode=True``. The OT-ODE solvers integrate Eq. 13, the process of OT-ODE models; their first-order step
+is exactly the authors' OT-ODE step (the posterior mean of Eq. 4).
+
+Notation: ``s_n = std_fwd[n]**2`` (sigma_n^2, variance from X_0), ``top = n_steps - 1`` (X_top = x1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .bridge import Bridge, Predictor
+
+StepCallback = Callable[[int, int, Tensor, Tensor], None]
+"""``callback(prev_step, step, x_prev, pred_x0)`` after every step, as in :meth:`Bridge.sample`."""
+
+DEFAULT_ETA = 0.0  # the implicit sampler's default: deterministic after the first step (DBIM's choice)
+
+
+# ---------------------------------------------------------------------------- the chain's law
+def chain_marginal(bridge: Bridge, step: int) -> tuple[float, float]:
+    """``(a_n, V_n)``: law of X_n under the DDPM chain (Eq. 4) from X_top = x1 with the exact x0.
+
+    The chain is the Brownian bridge of SDE (9a) pinned at x0 (variance 0) and at x1 (variance s_top):
+    ``X_n ~ N((1 - a_n) x0 + a_n x1, V_n)``, ``a_n = s_n / s_top``, ``V_n = s_n (s_top - s_n) / s_top``.
+    It equals Eq. 11 up to O(beta_n / S): the discrete sigma_n^2 + bar sigma_n^2 is S + beta_n, not the
+    constant S of the proof of Prop. 3.3 (tests/test_bridge.py measures the gap).
+    """
+    s_n, s_top = float(bridge.std_fwd[step] ** 2), float(bridge.std_fwd[-1] ** 2)
+    return s_n / s_top, s_n * (s_top - s_n) / s_top
+
+
+@dataclass(frozen=True)
+class StepCoefs:
+    """``X_prev = c_x0 * x0 + c_x1 * x1 + c_xt * X_step + std * z`` with z ~ N(0, I)."""
+
+    c_x0: float
+    c_x1: float
+    c_xt: float
+    std: float
+
+
+def implicit_coefs(bridge: Bridge, prev_step: int, step: int, eta: float) -> StepCoefs:
+    """Coefficients of the implicit bridge step ``step -> prev_step`` (s < t below) with knob ``eta``.
+
+    Derivation. Let m_n = (1 - a_n) x0 + a_n x1 and V_n be the chain's law (:func:`chain_marginal`). For
+    any c, rho the step ``X_s = m_s + c (X_t - m_t) + rho z`` maps X_t ~ N(m_t, V_t) to
+    X_s ~ N(m_s, c^2 V_t + rho^2), so it keeps the law iff ``c^2 V_t + rho^2 = V_s``. Take
+    ``rho = eta * rho_1`` with rho_1^2 = s_s (s_t - s_s) / s_t, the variance of the DDPM posterior (Eq. 4),
+    and ``c = sqrt((V_s - eta^2 rho_1^2) / V_t)``. Algebra gives V_s - rho_1^2 = (s_s / s_t)^2 V_t, so
+
+        c^2 = (s_s / s_t)^2 + (1 - eta^2) rho_1^2 / V_t        (real for every eta in [0, 1]).
+
+    At eta = 1, c = s_s / s_t; the coefficient of x1, a_s - c a_t, vanishes and that of x0 is
+    1 - s_s / s_t: the step is p(X_s | X_0, X_t) of Eq. 4 (``Bridge.posterior_coefs``) coefficient for
+    coefficient (equal up to float64 rounding), so with the same noise draw it gives the same X_s.
+    At eta = 0 there is no noise: X_s = m_s + sqrt(V_s / V_t) (X_t - m_t).
+
+    Eq. 11 versus the chain. The kernel keeps the chain's law exactly for every eta, hence Eq. 11 up to
+    the chain's own O(beta / S) gap. Building it on Eq. 11's tables (mu_x0, mu_x1, std_sb) instead would
+    keep Eq. 11 exactly but move eta = 1 away from Eq. 4 by the same O(beta / S): on this discretisation
+    one cannot have both, and we keep the authors' sampler as the case eta = 1.
+
+    The first step leaves the pinned X_top = x1 (V_top = 0): no noise can be read off a point, and the only
+    law-keeping step draws all of V_s afresh -- Eq. 4 itself, for every eta (DBIM's "booting noise", the
+    analogue of DDIM's x_T). The noise is returned even for ``prev_step == 0``; the samplers drop it there
+    as the authors do.
+    """
+    if not 0 <= prev_step < step < bridge.n_steps:
+        raise ValueError(f"need 0 <= prev_step < step < {bridge.n_steps}, got prev_step={prev_step}, step={step}")
+    check_eta(eta)
+    top = bridge.n_steps - 1
+    a_s, v_s = chain_marginal(bridge, prev_step)
+    a_t, v_t = chain_marginal(bridge, step)
+    s_s, s_t = float(bridge.std_fwd[prev_step] ** 2), float(bridge.std_fwd[step] ** 2)
+    ratio = s_s / s_t
+    var_ddpm = s_s * (s_t - s_s) / s_t  # rho_1^2, Eq. 4
+    if step == top:  # booting step: Eq. 4 for every eta
+        eta = 1.0
+    c = math.sqrt(ratio**2 + (1.0 - eta**2) * var_ddpm / v_t) if eta < 1.0 else ratio
+    return StepCoefs(c_x0=(1.0 - a_s) - c * (1.0 - a_t), c_x1=a_s - c * a_t, c_xt=c,
+                     std=eta * math.sqrt(var_ddpm))
+
+
+# ---------------------------------------------------------------------------- OT-ODE coefficients
+def ode_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float, float]:
+    """``(r, g, delta)`` of the exact OT-ODE step ``step -> prev_step`` in variance units.
+
+    Eq. 13, dX_t = beta_t / sigma_t^2 (X_t - X_0) dt, in u = sigma_t^2 (du = beta_t dt) reads
+    dX/du = (X - x0_hat(X, u)) / u. With the integrating factor 1/u it is solved exactly:
+
+        X_s = r X_t + s_s * integral_{s_s}^{s_t} x0_hat(u) u^-2 du,      r = s_s / s_t.
+
+    A constant x0_hat gives X_s = r X_t + (1 - r) x0_hat -- the authors' OT-ODE step (mean of Eq. 4).
+    An x0_hat linear in u through x0_hat(s_t) with slope D adds D * delta * (g - 1), where
+    ``delta = s_t - s_s`` and ``g = s_s ln(s_t / s_s) / delta`` (0 < r <= g < 1).
+    """
+    if not 0 <= prev_step < step < bridge.n_steps:
+        raise ValueError(f"need 0 <= prev_step < step < {bridge.n_steps}, got prev_step={prev_step}, step={step}")
+    s_s, s_t = float(bridge.std_fwd[prev_step] ** 2), float(bridge.std_fwd[step] ** 2)
+    delta = s_t - s_s
+    return s_s / s_t, s_s * math.log(s_t / s_s) / delta, delta
+
+
+def heun_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float, float]:
+    """``(c_xt, c_pred_t, c_pred_s)``: X_s = c_xt X_t + c_pred_t x0_hat(X_t) + c_pred_s x0_hat(X_euler, s).
+
+    The integral of :func:`ode_coefs` with x0_hat linear in sigma^2 between its two evaluations:
+    weights ``(r, g - r, 1 - g)``, all >= 0, summing with r to 1; for small steps g - r ~ 1 - g ~ (1 - r)/2
+    (the trapezoid rule). Exact, like the first-order step, when x0_hat is constant.
+    """
+    r, g, _ = ode_coefs(bridge, prev_step, step)
+    return r, g - r, 1.0 - g
+
+
+# ---------------------------------------------------------------------------- argument checks
+def check_eta(eta: float) -> float:
+    """``eta`` as a float in [0, 1]."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+    return float(eta)
+
+
+def _check_x1(x1: Tensor, mask: Tensor | None) -> None:
+    if not isinstance(x1, Tensor) or x1.ndim != 4 or not x1.is_floating_point():
+        shape = tuple(x1.shape) if isinstance(x1, Tensor) else type(x1).__name__
+        raise ValueError(f"x1 must be a floating tensor (B, C, H, W), got {shape}")
+    if mask is not None and (mask.ndim != 4 or mask.shape[-2:] != x1.shape[-2:]):
+        raise ValueError(f"mask must have shape (B or 1, 1 or C, {x1.shape[-2]}, {x1.shape[-1]}), "
+                         f"got {tuple(mask.shape)}")
+
+
+# ---------------------------------------------------------------------------- shared helpers
+def _randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _start(x1: Tensor, mask: Tensor | None, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+    """``(x1, mask)`` with the hole of x1 filled with N(0, 1), the generator's first draw (as ``Bridge.sample``)."""
+    if mask is None:
+        return x1, None
+    mask = mask.to(device=x1.device, dtype=x1.dtype)
+    return (1.0 - mask) * x1 + mask * _randn(x1, generator), mask
+
+
+def _pairs(steps: Sequence[int], progress: bool, desc: str) -> list[tuple[int, int]]:
+    """``(prev_step, step)`` from the degraded end to the clean end, optionally under tqdm."""
+    pairs = list(zip(steps[:-1], steps[1:]))[::-1]
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(pairs, desc=desc, leave=False)
+    return pairs
+
+
+def _predict(predict_x0: Predictor, xt: Tensor, step: int, clip_denoise: bool) -> Tensor:
+    step_t = torch.full((xt.shape[0],), step, device=xt.device, dtype=torch.long)
+    pred = predict_x0(xt, step_t).to(xt.dtype)
+    return pred.clamp(-1.0, 1.0) if clip_denoise else pred
+
+
+def _keep_known(xt: Tensor, known: Tensor, mask: Tensor | None) -> Tensor:
+    """Inpainting: the hole from ``xt``, the rest from ``known``."""
+    return xt if mask is None else (1.0 - mask) * known + mask * xt
+
+
+# ---------------------------------------------------------------------------- the samplers
+def ddpm_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, ot_ode: bool = False,
+                mask: Tensor | None = None, clip_denoise: bool = False, generator: torch.Generator | None = None,
+                callback: StepCallback | None = None, progress: bool = False) -> Tensor:
+    """The authors' sampler, :meth:`Bridge.sample` (Algorithm 2)."""
+    return bridge.sample(predict_x0, x1, nfe, ot_ode=ot_ode, mask=mask, clip_denoise=clip_denoise,
+                         generator=generator, callback=callback, progress=progress)
+
+
+def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, eta: float = DEFAULT_ETA,
+                    mask: Tensor | None = None, clip_denoise: bool = False,
+                    generator: torch.Generator | None = None, callback: StepCallback | None = None,
+                    progress: bool = False, boot_noise: Tensor | None = None) -> Tensor:
+    """Implicit bridge sampler (:func:`implicit_coefs`) for SDE-trained models; ``x1`` (B, C, H, W) -> X_0.
+
+    Steps as :meth:`Bridge.timesteps` (``nfe`` evaluations). ``eta = 1`` is :meth:`Bridge.sample`
+    draw for draw (same generator -> same output up to float rounding, mask included). ``eta = 0`` draws
+    noise only in the first step: the result is a deterministic function of x1 and ``boot_noise``
+    (N(0, I), shape of x1; None draws it from ``generator``; zeros start from the posterior mean). No noise
+    is added at the last step (to step 0), as the authors do.
+
+    Inpainting ``mask`` (1 = hole) as :meth:`Bridge.sample`: the hole of x1 is filled with N(0, 1), and after
+    every step the known region is set to Eq. 11 with X_0 = x1 there, ``x1 + std_sb[prev] * zeta``. The
+    authors draw zeta afresh each step; here ``zeta <- sqrt(1 - eta^2) zeta + eta z`` (still N(0, I) at every
+    step, fresh at eta = 1 -- the authors' rule -- and frozen after the first step at eta = 0).
+    """
+    eta = check_eta(eta)
+    _check_x1(x1, mask)
+    steps = bridge.timesteps(nfe)
+    if boot_noise is not None and boot_noise.shape != x1.shape:
+        raise ValueError(f"boot_noise must have shape {tuple(x1.shape)}, got {tuple(boot_noise.shape)}")
+    x1, mask = _start(x1, mask, generator)
+    top, xt, zeta = bridge.n_steps - 1, x1, None
+    for prev_step, step in _pairs(steps, progress, "I2SB implicit sampling"):
+        pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
+        c = implicit_coefs(bridge, prev_step, step, eta)
+        booting = step == top
+        x_prev = c.c_x0 * pred_x0 + c.c_x1 * x1 + c.c_xt * xt
+        if prev_step > 0 and c.std > 0:
+            z = boot_noise.to(x1) if booting and boot_noise is not None else _randn(x1, generator)
+            x_prev = x_prev + c.std * z
+        if mask is not None:
+            if booting:
+                zeta = boot_noise.to(x1) if boot_noise is not None else _randn(x1, generator)
+            elif eta > 0:
+                zeta = math.sqrt(1.0 - eta**2) * zeta + eta * _randn(x1, generator)
+            x_prev = _keep_known(x_prev, x1 + float(bridge.std_sb[prev_step]) * zeta, mask)
+        xt = x_prev
+        if callback is not None:
+            callback(prev_step, step, xt, pred_x0)
+    return xt
+
+
+def heun_steps(bridge: Bridge, nfe: int) -> list[int]:
+    """Steps of :func:`heun_sample` for ``nfe`` evaluations: ``Bridge.timesteps(nfe // 2 + 1)``."""
+    bridge.timesteps(nfe)  # validates nfe
+    return bridge.timesteps(nfe // 2 + 1)
+
+
+def heun_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mask: Tensor | None = None,
+                clip_denoise: bool = False, generator: torch.Generator | None = None,
+                callback: StepCallback | None = None, progress: bool = False) -> Tensor:
+    """Second-order OT-ODE solver (Heun / DPM-Solver-2 style, :func:`heun_coefs`) with exactly ``nfe`` evaluations.
+
+    Each interval of :func:`heun_steps` takes the authors' OT-ODE step to an Euler state, predicts x0 there
+    and recombines both predictions. The last interval (to step 0) is not corrected: there sigma^2 is
+    tiny and a predictor is nearly the identity, so a correction would cost an evaluation for nothing
+    (as EDM's Heun skips sigma = 0); with even ``nfe`` the first interval is not corrected either.
+    ``nfe = 1`` and ``nfe = 2`` equal the authors' OT-ODE sampler. Mask: as ``Bridge.sample(ot_ode=True)``,
+    the known region is reset to x1 after every state (the Euler state included). The callback gets the
+    x0 the step moved towards: X_s = r X_t + (1 - r) pred_x0.
+    """
+    _check_x1(x1, mask)
+    steps = heun_steps(bridge, nfe)
+    x1, mask = _start(x1, mask, generator)
+    xt = x1
+    pairs = _pairs(steps, progress, "I2SB Heun sampling")
+    for i, (prev_step, step) in enumerate(pairs):
+        pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
+        r, c_t, c_s = heun_coefs(bridge, prev_step, step)
+        x_prev = _keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)  # Euler: the authors' OT-ODE step
+        corrected = prev_step > 0 and not (nfe % 2 == 0 and i == 0)
+        if corrected:
+            pred_prev = _predict(predict_x0, x_prev, prev_step, clip_denoise)
+            pred_x0 = (c_t * pred_x0 + c_s * pred_prev) / (1.0 - r)
+            x_prev = _keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
+        xt = x_prev
+        if callback is not None:
+            callback(prev_step, step, xt, pred_x0)
+    return xt
+
+
+def multistep_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mask: Tensor | None = None,
+                     clip_denoise: bool = False, generator: torch.Generator | None = None,
+                     callback: StepCallback | None = None, progress: bool = False) -> Tensor:
+    """Second-order multistep OT-ODE solver (DPM-Solver++(2M)-like), one evaluation per step.
+
+    x0_hat is extrapolated linearly in sigma^2 from this step's and the previous step's predictions and
+    integrated exactly (:func:`ode_coefs`): X_s = r X_t + (1 - r) x0_t + (1 - g) delta (x0_t - x0_u) /
+    (s_u - s_t), u the previous step. The first step has no history and is the authors' OT-ODE step
+    (so ``nfe = 1`` equals it). Steps as :meth:`Bridge.timesteps`; mask as ``Bridge.sample(ot_ode=True)``.
+    The callback gets the extrapolated x0: X_s = r X_t + (1 - r) pred_x0.
+    """
+    _check_x1(x1, mask)
+    steps = bridge.timesteps(nfe)
+    x1, mask = _start(x1, mask, generator)
+    xt, history = x1, None
+    for prev_step, step in _pairs(steps, progress, "I2SB multistep sampling"):
+        pred_t = _predict(predict_x0, xt, step, clip_denoise)
+        r, g, delta = ode_coefs(bridge, prev_step, step)
+        pred_x0 = pred_t
+        if history is not None:
+            s_u, pred_u = history
+            s_t = float(bridge.std_fwd[step] ** 2)
+            pred_x0 = pred_t + (1.0 - g) * delta / ((1.0 - r) * (s_u - s_t)) * (pred_t - pred_u)
+        history = (float(bridge.std_fwd[step] ** 2), pred_t)
+        xt = _keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
+        if callback is not None:
+            callback(prev_step, step, xt, pred_x0)
+    return xt
+
+
+# ---------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler: its function, the models it is for (``ot_ode``: True, False or None = both), its steps."""
+
+    run: Callable[..., Tensor]
+    ot_ode: bool | None
+    steps: Callable[[Bridge, int], list[int]]
+    uses_eta: bool = False
+
+
+SAMPLERS: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec(ddpm_sample, None, Bridge.timesteps),
+    "implicit": SamplerSpec(implicit_sample, False, Bridge.timesteps, uses_eta=True),
+    "heun": SamplerSpec(heun_sample, True, heun_steps),
+    "multistep": SamplerSpec(multistep_sample, True, Bridge.timesteps),
+}
+MODEL_KIND = {False: "SDE-trained models (ot_ode=false)", True: "OT-ODE models (ot_ode=true)"}
+
+
+def check_sampler(sampler: str, ot_ode: bool, eta: float | None = None) -> SamplerSpec:
+    """The :data:`SAMPLERS` entry for ``sampler``; ``ValueError`` if it does not fit ``ot_ode`` or ``eta``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    spec = SAMPLERS[sampler]
+    if spec.ot_ode is not None and bool(ot_ode) != spec.ot_ode:
+        raise ValueError(f"sampler={sampler} is for {MODEL_KIND[spec.ot_ode]}, got ot_ode={bool(ot_ode)}; set "
+                         f"ot_ode={str(spec.ot_ode).lower()} explicitly to run it anyway, or use sampler=ddpm")
+    if eta is not None:
+        if not spec.uses_eta:
+            raise ValueError(f"eta applies to sampler=implicit only, got eta={eta} with sampler={sampler}")
+        check_eta(eta)
+    return spec
+
+
+def sampler_steps(bridge: Bridge, sampler: str, nfe: int) -> list[int]:
+    """Step indices a sampler visits for ``nfe`` evaluations, from 0 to ``n_steps - 1``."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    return SAMPLERS[sampler].steps(bridge, nfe)
+
+
+def sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, sampler: str = "ddpm",
+           eta: float | None = None, ot_ode: bool = False, mask: Tensor | None = None, clip_denoise: bool = False,
+           generator: torch.Generator | None = None, callback: StepCallback | None = None,
+           progress: bool = False) -> Tensor:
+    """Restore ``x1`` (B, C, H, W) with ``sampler`` (see the module table) in ``nfe`` network evaluations.
+
+    ``ot_ode`` says how the model was trained; ``eta`` (implicit only; None: 0) is the implicit sampler's
+    stochasticity. Other arguments as :meth:`Bridge.sample`. Returns the state at step 0, (B, C, H, W).
+    """
+    spec = check_sampler(sampler, ot_ode, eta)
+    kwargs = dict(mask=mask, clip_denoise=clip_denoise, generator=generator, callback=callback, progress=progress)
+    if spec.uses_eta:
+        kwargs["eta"] = DEFAULT_ETA if eta is None else eta
+    if spec.ot_ode is None:
+        kwargs["ot_ode"] = ot_ode
+    return spec.run(bridge, predict_x0, x1, nfe, **kwargs)
