@@ -30,6 +30,8 @@ from .bridge import Bridge
 from .checkpoint import LATEST, check_compatible, is_i2sb_checkpoint, load_file, model_weights
 from .config import ConfigError, to_container, to_train_config
 from .denoiser import Denoiser, make_predictor
+from .samplers import check_sampler
+from .samplers import sample as run_sampler
 from .unet import UNet
 
 MASKED_TASKS = frozenset({"inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030"})
@@ -140,6 +142,13 @@ class Restorer:
         self.bridge.timesteps(nfe)  # raises ValueError naming the valid range
         return int(nfe)
 
+    def validate_sampler(self, sampler: str, eta: float | None, ot_ode: bool | None) -> bool:
+        """``ot_ode`` resolved (None: as trained, ``task["ot_ode"]``) once ``sampler`` and ``eta`` are checked
+        against it (:func:`i2sb.samplers.check_sampler`); ``ValueError`` otherwise."""
+        ot_ode = bool(self.task.get("ot_ode", False)) if ot_ode is None else bool(ot_ode)
+        check_sampler(sampler, ot_ode, eta)
+        return ot_ode
+
     def tiling(self, tile: int | None, overlap: int | None) -> tuple[int, int]:
         """``(tile, overlap)``: None -> the training size (rounded to ``down_factor``); 0 -> no tiling."""
         m = self.down_factor
@@ -155,12 +164,14 @@ class Restorer:
     def restore(self, images: Tensor, nfe: int | None = None, ot_ode: bool | None = None,
                 mask: Tensor | None = None, clip_denoise: bool = False, generator: torch.Generator | None = None,
                 precision: str = "fp32", tile: int | None = None, tile_overlap: int | None = None,
-                callback: StepCallback | None = None) -> Tensor:
+                callback: StepCallback | None = None, sampler: str = "ddpm", eta: float | None = None) -> Tensor:
         """Restore degraded ``images`` (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) on their device.
 
         Args:
             nfe: network evaluations (None: ``default_nfe``), 1 .. n_steps - 1.
             ot_ode: deterministic OT-ODE sampler; None: as trained (``task["ot_ode"]``).
+            sampler: ``ddpm`` (the authors'), ``implicit`` (SDE models), ``heun`` or ``multistep`` (OT-ODE
+                models); see :mod:`i2sb.samplers`. ``eta``: the implicit sampler's stochasticity (None: 0).
             mask: inpainting mask (B or 1, 1, H, W), 1 = hole; the hole's pixels in ``images`` are ignored.
             clip_denoise: clamp every x0 prediction to [-1, 1].
             generator: ``torch.Generator`` on ``self.device`` for reproducible noise.
@@ -170,6 +181,7 @@ class Restorer:
                 e.g. an ``i2sb.bridge.Trajectory``.
         """
         nfe = self.check_nfe(nfe)
+        ot_ode = self.validate_sampler(sampler, eta, ot_ode)
         tile, tile_overlap = self.tiling(tile, tile_overlap)
         x1, mask = self._check_inputs(images, mask)
         height, width = x1.shape[-2:]
@@ -182,9 +194,8 @@ class Restorer:
         if callback is not None:
             def cropped(prev_step: int, step: int, xt: Tensor, pred_x0: Tensor) -> None:
                 callback(prev_step, step, xt[..., :height, :width], pred_x0[..., :height, :width])
-        ot_ode = self.task["ot_ode"] if ot_ode is None else bool(ot_ode)
-        out = self.bridge.sample(predict_x0, x1, nfe, ot_ode=ot_ode, mask=mask, clip_denoise=clip_denoise,
-                                 generator=generator, callback=cropped)
+        out = run_sampler(self.bridge, predict_x0, x1, nfe, sampler=sampler, eta=eta, ot_ode=ot_ode, mask=mask,
+                          clip_denoise=clip_denoise, generator=generator, callback=cropped)
         return out[..., :height, :width].to(device=images.device, dtype=images.dtype)
 
     def _check_inputs(self, images: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:

@@ -24,6 +24,7 @@ from torch import Tensor
 from .bridge import Trajectory, space_indices
 from .data.image_io import IMAGE_EXTENSIONS, load_image, require_images, save_image, to_uint8
 from .restore import Restorer, load
+from .samplers import sampler_steps
 from .sample_config import SampleConfig, to_sample_config
 
 PROG = "i2sb-sample"
@@ -168,10 +169,11 @@ def save_strip(xs: Tensor, pred_x0s: Tensor, path: Path) -> None:
 TRAJECTORY_WRITERS: dict[str, Callable[[Tensor, Tensor, Path], None]] = {"gif": save_gif, "png": save_strip}
 
 
-def log_steps(restorer: Restorer, nfe: int, frames: int) -> list[int]:
-    """The authors' logged steps: ``min(nfe, frames)`` entries spread over the sampler's steps, 0 included."""
-    steps = restorer.bridge.timesteps(nfe)
-    return [steps[i] for i in space_indices(nfe, min(nfe, frames))]
+def log_steps(restorer: Restorer, nfe: int, frames: int, sampler: str = "ddpm") -> list[int]:
+    """The authors' logged steps: at most ``frames`` entries spread over the sampler's steps, 0 included."""
+    steps = sampler_steps(restorer.bridge, sampler, nfe)
+    count = len(steps) - 1
+    return [steps[i] for i in space_indices(count, min(count, frames))]
 
 
 # ---------------------------------------------------------------------------- the run
@@ -212,11 +214,13 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
         return
     failed: set[int] = set()
     for k in range(cfg.n_samples):
-        traj = Trajectory(log_steps(job.restorer, job.nfe, cfg.traj_frames)) if job.traj_dir is not None else None
+        traj = None
+        if job.traj_dir is not None:
+            traj = Trajectory(log_steps(job.restorer, job.nfe, cfg.traj_frames, cfg.sampler))
         try:
             out = job.restorer.restore(x1, nfe=job.nfe, ot_ode=cfg.ot_ode, mask=mask, clip_denoise=cfg.clip_denoise,
                                        generator=job.generator, precision=cfg.precision, tile=cfg.tile,
-                                       tile_overlap=cfg.tile_overlap, callback=traj)
+                                       tile_overlap=cfg.tile_overlap, callback=traj, sampler=cfg.sampler, eta=cfg.eta)
         except RuntimeError as err:  # e.g. out of memory: these images fail, the run goes on
             reason = " ".join(str(err).split())[:200]
             for item in good:
@@ -250,6 +254,11 @@ def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
         raise ValueError(f"config key 'nfe': must be in 1..{n_steps - 1} for this checkpoint (n_steps={n_steps}), "
                          f"got {nfe}")
     restorer.tiling(cfg.tile, cfg.tile_overlap)  # raises on a bad tile size
+    for key, eta in (("sampler", None), ("eta", cfg.eta)):
+        try:
+            restorer.validate_sampler(cfg.sampler, eta, cfg.ot_ode)
+        except ValueError as err:
+            raise ValueError(f"config key '{key}': {err}") from None
     if restorer.needs_mask and mask_dir is None:
         raise ValueError(f"the checkpoint's task '{restorer.task['degradation']}' fills holes: give mask=DIR "
                          f"(masks with the inputs' names, white = hole)")

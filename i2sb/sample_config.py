@@ -13,6 +13,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import PRECISIONS, ConfigError
+from .samplers import SAMPLERS
 
 TRAJ_FORMATS = ("gif", "png")  # i2sb.restore_folder.TRAJECTORY_WRITERS
 
@@ -55,6 +56,8 @@ class SampleConfig:
     mask: Optional[str] = None  # inpainting masks, same relative names as input, white = hole
     nfe: Optional[int] = None  # null: the checkpoint's trainer.eval_nfe, else 10
     ot_ode: Optional[bool] = None  # null: the checkpoint's task.ot_ode
+    sampler: str = "ddpm"  # ddpm | implicit (SDE models) | heun | multistep (OT-ODE models), see i2sb.samplers
+    eta: Optional[float] = None  # implicit sampler's stochasticity in [0, 1]; null: 0 (1 = ddpm)
     clip_denoise: bool = False
     seed: int = 0
     batch_size: int = 4
@@ -103,6 +106,10 @@ def check_values(cfg: SampleConfig) -> None:
     if cfg.traj_format not in TRAJ_FORMATS:
         raise ConfigError(
             f"config key 'traj_format': must be one of {', '.join(TRAJ_FORMATS)}, got '{cfg.traj_format}'")
+    if cfg.sampler not in SAMPLERS:
+        raise ConfigError(f"config key 'sampler': must be one of {', '.join(SAMPLERS)}, got '{cfg.sampler}'")
+    if cfg.eta is not None and not 0.0 <= cfg.eta <= 1.0:
+        raise ConfigError(f"config key 'eta': must be in [0, 1], got {cfg.eta}")
     if cfg.nfe is not None and cfg.nfe < 1:
         raise ConfigError(f"config key 'nfe': must be at least 1, got {cfg.nfe}")
     if cfg.tile is not None and cfg.tile < 0:

@@ -321,11 +321,15 @@ class SamplerSpec:
     uses_eta: bool = False
 
 
+def _timesteps(bridge: Bridge, nfe: int) -> list[int]:
+    return bridge.timesteps(nfe)
+
+
 SAMPLERS: dict[str, SamplerSpec] = {
-    "ddpm": SamplerSpec(ddpm_sample, None, Bridge.timesteps),
-    "implicit": SamplerSpec(implicit_sample, False, Bridge.timesteps, uses_eta=True),
+    "ddpm": SamplerSpec(ddpm_sample, None, _timesteps),
+    "implicit": SamplerSpec(implicit_sample, False, _timesteps, uses_eta=True),
     "heun": SamplerSpec(heun_sample, True, heun_steps),
-    "multistep": SamplerSpec(multistep_sample, True, Bridge.timesteps),
+    "multistep": SamplerSpec(multistep_sample, True, _timesteps),
 }
 MODEL_KIND = {False: "SDE-trained models (ot_ode=false)", True: "OT-ODE models (ot_ode=true)"}
 

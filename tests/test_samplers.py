@@ -294,3 +294,76 @@ def test_argument_validation():
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+# ---------------------------------------------------------------------------- Restorer and i2sb-sample
+class PixelNet(torch.nn.Module):
+    """A tiny per-pixel network with the U-Net interface (``config["channel_mult"]``, ``net(x, t)``)."""
+
+    config = {"channel_mult": (1, 1)}
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1) * 0.8 + 0.05)
+            self.conv.bias.fill_(0.1)
+
+    def forward(self, x, t):
+        return torch.tanh(self.conv(x)) * (1 + t[:, None, None, None] / 200)
+
+
+def pixel_restorer(ot_ode: bool):
+    from i2sb.denoiser import Denoiser
+    from i2sb.restore import Restorer
+
+    task = {"name": "p", "degradation": None, "beta_max": 0.3, "ot_ode": ot_ode, "cond_x1": False,
+            "add_x1_noise": False, "n_steps": 100, "t0": 1e-4, "T": 1.0}
+    return Restorer(Denoiser(PixelNet(), 100).eval(), Bridge.symmetric(100, 0.3), task, image_size=16)
+
+
+def test_restorer_runs_every_sampler():
+    from i2sb.denoiser import make_predictor
+
+    x1 = torch.rand(2, 3, 16, 16) * 2 - 1
+    g = lambda: torch.Generator().manual_seed(2)
+    sde, ode = pixel_restorer(False), pixel_restorer(True)
+    torch.testing.assert_close(sde.restore(x1, nfe=4, sampler="implicit", eta=1.0, generator=g()),
+                               sde.restore(x1, nfe=4, generator=g()), rtol=0, atol=1e-6)
+    deterministic = sde.restore(x1, nfe=4, sampler="implicit", generator=g())  # eta = 0
+    assert (deterministic - sde.restore(x1, nfe=4, generator=g())).abs().max() > 1e-3
+    predict = make_predictor(ode.denoiser, ode.bridge)
+    for name, run in [("heun", heun_sample), ("multistep", multistep_sample)]:
+        torch.testing.assert_close(ode.restore(x1, nfe=5, sampler=name), run(ode.bridge, predict, x1, 5))
+    with pytest.raises(ValueError, match="OT-ODE"):
+        sde.restore(x1, sampler="heun")
+    with pytest.raises(ValueError, match="SDE-trained"):
+        ode.restore(x1, sampler="implicit")
+    with pytest.raises(ValueError, match="eta applies"):
+        ode.restore(x1, sampler="multistep", eta=0.5)
+    ode.restore(x1, nfe=2, sampler="implicit", ot_ode=False)  # explicit override: allowed
+
+
+def test_cli_sampler_keys(tmp_path, capsys):
+    from test_restore import random_image, run_cli, write_run
+
+    from i2sb.restore_folder import log_steps
+
+    run = write_run(tmp_path / "run")  # an OT-ODE checkpoint (task.ot_ode: true), n_steps 100
+    (tmp_path / "in").mkdir()
+    random_image(16, 16, 0).save(tmp_path / "in" / "cat.png")
+    base = [f"ckpt={run}", f"input={tmp_path / 'in'}"]
+    code, _, err = run_cli(capsys, *base, f"output={tmp_path / 'heun'}", "sampler=heun", "nfe=5", "save_traj=true",
+                           "traj_format=png")
+    assert code == 0, err
+    assert (tmp_path / "heun" / "cat.png").is_file() and (tmp_path / "heun_traj" / "cat.png").is_file()
+    restorer = pixel_restorer(True)
+    assert log_steps(restorer, 5, 10, "heun") == heun_steps(restorer.bridge, 5)[:-1]
+    assert log_steps(restorer, 6, 10) == restorer.bridge.timesteps(6)[:-1]
+    code, _, err = run_cli(capsys, *base, f"output={tmp_path / 'imp'}", "sampler=implicit", "ot_ode=false", "eta=0.5")
+    assert code == 0, err
+    for args, text in [(["sampler=ddim"], "'sampler': must be one of"), (["eta=1.5"], "'eta': must be in"),
+                       (["sampler=implicit"], "'sampler': sampler=implicit is for SDE-trained"),
+                       (["eta=0.5"], "'eta': eta applies to sampler=implicit only")]:
+        code, _, err = run_cli(capsys, *base, f"output={tmp_path / 'bad'}", *args)
+        assert code != 0 and text in err and len(err.strip().splitlines()) == 1, err
