@@ -77,7 +77,21 @@ class BridgeMethod:
         return self.bridge.sample(predictor, pair.x1, nfe, ot_ode=self.cfg.task.ot_ode, mask=pair.mask, generator=g)
 
 
-METHODS: dict[str, Callable[[Any], Method]] = {"i2sb": BridgeMethod}
+def _ddpm(cfg: Any) -> Method:
+    """The unconditional DDPM prior of DDNM (``i2sb.baselines.methods``, imported on first use)."""
+    from .baselines.methods import DDPMMethod
+
+    return DDPMMethod(cfg)
+
+
+def _palette(cfg: Any) -> Method:
+    """Palette-style conditional diffusion (``i2sb.baselines.methods``, imported on first use)."""
+    from .baselines.methods import PaletteMethod
+
+    return PaletteMethod(cfg)
+
+
+METHODS: dict[str, Callable[[Any], Method]] = {"i2sb": BridgeMethod, "ddpm": _ddpm, "palette": _palette}
 
 
 def build_method(cfg: Any) -> Method:

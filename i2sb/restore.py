@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .unet import UNet
 
 MASKED_TASKS = frozenset({"inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030"})
 UNET_KEYS = frozenset(inspect.signature(UNet).parameters)
+IN_KEY = "input_blocks.0.0.weight"  # the first convolution: its weight's shape[1] is the input channels
 StepCallback = Callable[[int, int, Tensor, Tensor], None]
 
 
@@ -263,8 +265,15 @@ def _locate(ckpt: str | Path) -> Path:
     return path
 
 
-def own_spec(ckpt: dict[str, Any], use_ema: bool, overrides: dict[str, Any], source: str) -> NetworkSpec:
-    """An i2sb training checkpoint -> :class:`NetworkSpec` (its stored config, then ``overrides``)."""
+@dataclass
+class RunSpec(NetworkSpec):
+    """A :class:`NetworkSpec` that also names the training method (``cfg.method``: i2sb | ddpm | palette)."""
+
+    method: str = "i2sb"
+
+
+def own_spec(ckpt: dict[str, Any], use_ema: bool, overrides: dict[str, Any], source: str) -> RunSpec:
+    """An i2sb training checkpoint -> :class:`RunSpec` (its stored config, then ``overrides``)."""
     try:
         cfg = to_train_config(ckpt.get("config") or {})
         weights = model_weights(ckpt, use_ema)
@@ -272,9 +281,10 @@ def own_spec(ckpt: dict[str, Any], use_ema: bool, overrides: dict[str, Any], sou
         raise ValueError(f"{source}: {err}") from None
     config = to_container(cfg)
     kwargs = {k: v for k, v in config["model"].items() if k not in ("name", "init")}
-    kwargs = {**kwargs, "in_channels": 6 if cfg.task.cond_x1 else 3, **overrides}
+    in_channels = weights[IN_KEY].shape[1] if IN_KEY in weights else (6 if cfg.task.cond_x1 else 3)
+    kwargs = {**kwargs, "in_channels": int(in_channels), **overrides}
     image_size = int(overrides.get("image_size", cfg.data.image_size))
-    return NetworkSpec(kwargs, weights, config["task"], image_size, cfg.trainer.eval_nfe)
+    return RunSpec(kwargs, weights, config["task"], image_size, cfg.trainer.eval_nfe, cfg.method)
 
 
 def network_spec(ckpt: str | Path, use_ema: bool = True, overrides: dict[str, Any] | None = None) -> NetworkSpec:
@@ -287,16 +297,21 @@ def network_spec(ckpt: str | Path, use_ema: bool = True, overrides: dict[str, An
     state = read_checkpoint(file)
     if is_i2sb_checkpoint(state):
         return own_spec(state, use_ema, overrides, str(file))
+    from .baselines.networks import adm_prior_spec, is_adm_checkpoint
+
+    if is_adm_checkpoint(state):  # guided-diffusion's unconditional ADM: a prior for DDNM
+        return adm_prior_spec(state, overrides, str(file))
     options = file.parent / OPTIONS
     if "net" in state and options.is_file():
         return authors_spec(state, options, use_ema, overrides, str(file))
     if "net" in state:
         raise FileNotFoundError(f"{options}: missing; the authors' {LATEST} needs the options.pkl written beside it")
-    raise ValueError(f"{file}: not an i2sb checkpoint nor the authors' (no 'format' or 'net' entry)")
+    raise ValueError(f"{file}: not an i2sb checkpoint, the authors' or a guided-diffusion U-Net (no 'format', "
+                     f"'net' or '{IN_KEY}' entry)")
 
 
-def build_restorer(spec: NetworkSpec, device: torch.device | str = "cpu", source: str = "checkpoint") -> Restorer:
-    """Instantiate the U-Net of ``spec`` with its weights (float32, eval mode) on ``device``."""
+def build_network(spec: NetworkSpec, device: torch.device | str = "cpu", source: str = "checkpoint") -> UNet:
+    """Instantiate the U-Net of ``spec`` with its weights (float32, eval mode, no gradients) on ``device``."""
     try:
         with torch.device("meta"):
             unet = UNet(**spec.unet_kwargs)
@@ -304,7 +319,12 @@ def build_restorer(spec: NetworkSpec, device: torch.device | str = "cpu", source
         raise ValueError(f"{source}: cannot build the U-Net: {err}") from None
     check_compatible(spec.weights, unet.state_dict(), source)
     unet.load_state_dict({k: v.to(torch.float32) for k, v in spec.weights.items()}, assign=True)
-    unet = unet.to(device).eval().requires_grad_(False)
+    return unet.to(device).eval().requires_grad_(False)
+
+
+def build_restorer(spec: NetworkSpec, device: torch.device | str = "cpu", source: str = "checkpoint") -> Restorer:
+    """The I2SB :class:`Restorer` of ``spec`` (the U-Net of :func:`build_network` in a bridge denoiser)."""
+    unet = build_network(spec, device, source)
     t = spec.task
     denoiser = Denoiser(unet, t["n_steps"], t["t0"], t["T"], t["cond_x1"]).to(device).eval()
     return Restorer(denoiser, Bridge.symmetric(t["n_steps"], t["beta_max"]), t, spec.image_size, spec.default_nfe)
@@ -314,12 +334,18 @@ def load(ckpt: str | Path, device: torch.device | str = "cpu", use_ema: bool = T
          **model_overrides: Any) -> Restorer:
     """A :class:`Restorer` from a run directory, a checkpoint file, or the authors' ``results/NAME/``.
 
+    Baseline runs load as their restorers (``i2sb.baselines``): ``method=palette`` -> ``PaletteRestorer``,
+    ``method=ddpm`` (and guided-diffusion's unconditional ADM) -> ``DDNMRestorer`` for the run's task.
     ``use_ema=False`` selects the raw weights; ``model_overrides`` replace U-Net arguments (guided-diffusion
     names, e.g. ``num_head_channels=64``), mostly needed for the authors' checkpoints.
     """
     device = resolve_device(str(device))
     spec = network_spec(ckpt, use_ema, model_overrides)
-    return build_restorer(spec, device, str(ckpt))
+    if getattr(spec, "method", "i2sb") == "i2sb":
+        return build_restorer(spec, device, str(ckpt))
+    from .baselines.restorers import restorer_from_spec
+
+    return restorer_from_spec(spec, device, str(ckpt))
 
 
 def run_sample(cfg: DictConfig | dict[str, Any]) -> int:

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .baselines import DDNMRestorer, load_ddnm
 from .bridge import Trajectory, space_indices
 from .data.image_io import IMAGE_EXTENSIONS, load_image, require_images, save_image, to_uint8
 from .restore import Restorer, load
@@ -243,11 +244,26 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
     report.restored += len(good) - len(failed)
 
 
+def load_restorer(cfg: SampleConfig) -> Restorer:
+    """``ckpt``'s restorer (I2SB; Palette; DDNM for a ddpm run), or DDNM with ``prior`` for ``method=ddnm``;
+    the ``ddnm.*`` settings go to DDNM either way."""
+    ddnm = asdict(cfg.ddnm)
+    if cfg.method == "ddnm":
+        task, params = (cfg.task.degradation, cfg.task.params) if cfg.task is not None else (None, None)
+        if cfg.task is not None and task is None:
+            raise ValueError(f"config key 'task': task={cfg.task.name} has no degradation; DDNM needs a linear one")
+        return load_ddnm(cfg.prior, task, cfg.device, cfg.use_ema, params, **ddnm, **cfg.model.given())
+    restorer = load(cfg.ckpt, cfg.device, cfg.use_ema, **cfg.model.given())
+    if isinstance(restorer, DDNMRestorer):
+        restorer.set_options(**ddnm)
+    return restorer
+
+
 def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
     """Every check that needs no image decoding, in order of cost; raises one-line errors."""
     root, output, mask_dir = check_folders(cfg)
     paths = require_images(cfg.input)
-    restorer = load(cfg.ckpt, cfg.device, cfg.use_ema, **cfg.model.given())
+    restorer = load_restorer(cfg)
     n_steps = restorer.bridge.n_steps
     nfe = restorer.default_nfe if cfg.nfe is None else cfg.nfe
     if not 1 <= nfe <= n_steps - 1:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import PRECISIONS, ConfigError
+from .config import PRECISIONS, ConfigError, TaskConfig
 from .samplers import SAMPLERS
 
 TRAJ_FORMATS = ("gif", "png")  # i2sb.restore_folder.TRAJECTORY_WRITERS
@@ -47,10 +47,25 @@ class ModelOverrides:
 
 
 @dataclass
+class DDNMConfig:
+    """DDNM / DDNM+ settings (``method=ddnm``, or a ``method=ddpm`` run given as ``ckpt``)."""
+
+    sigma_y: float = 0.0  # measurement noise std in [-1, 1] units; > 0 switches to DDNM+
+    travel_length: int = 1  # time travel L (positions of the respaced chain)
+    travel_repeat: int = 1  # time travel r (1: none)
+
+
+METHODS = ("ddnm",)  # values of ``method`` besides null (the checkpoint's own)
+
+
+@dataclass
 class SampleConfig:
     """``i2sb-sample`` keys; see ``configs/sample.yaml`` for the user-facing description of each."""
 
-    ckpt: str = MISSING  # run directory, checkpoint file, or the authors' results/NAME/
+    ckpt: Optional[str] = None  # run directory, checkpoint file, or the authors' results/NAME/ (required unless ddnm)
+    method: Optional[str] = None  # null: the checkpoint's (i2sb | palette | ddpm -> DDNM); ddnm: zero-shot with prior
+    prior: Optional[str] = None  # method=ddnm: a method=ddpm run or guided-diffusion's unconditional ADM checkpoint
+    task: Optional[TaskConfig] = None  # method=ddnm: a configs/task group (its degradation); null: the prior's
     input: str = MISSING  # folder (or one file) of degraded images
     output: str = MISSING  # folder for the restored PNGs (must not be inside input)
     mask: Optional[str] = None  # inpainting masks, same relative names as input, white = hole
@@ -74,6 +89,7 @@ class SampleConfig:
     skip_existing: bool = False  # leave images whose outputs all exist (counted as skipped)
     progress: bool = True
     model: ModelOverrides = field(default_factory=ModelOverrides)
+    ddnm: DDNMConfig = field(default_factory=DDNMConfig)
 
 
 def _one_line(err: OmegaConfBaseException) -> str:
@@ -110,9 +126,36 @@ def check_values(cfg: SampleConfig) -> None:
         raise ConfigError(f"config key 'sampler': must be one of {', '.join(SAMPLERS)}, got '{cfg.sampler}'")
     if cfg.eta is not None and not 0.0 <= cfg.eta <= 1.0:
         raise ConfigError(f"config key 'eta': must be in [0, 1], got {cfg.eta}")
+    check_method(cfg)
     if cfg.nfe is not None and cfg.nfe < 1:
         raise ConfigError(f"config key 'nfe': must be at least 1, got {cfg.nfe}")
     if cfg.tile is not None and cfg.tile < 0:
         raise ConfigError(f"config key 'tile': must be 0 (off), null (auto) or a positive size, got {cfg.tile}")
     if cfg.tile_overlap is not None and cfg.tile_overlap < 0:
         raise ConfigError(f"config key 'tile_overlap': must be >= 0, got {cfg.tile_overlap}")
+
+
+def check_method(cfg: SampleConfig) -> None:
+    """``ckpt`` for a trained restorer, or ``method=ddnm`` with ``prior`` (and ``task``); DDNM ranges."""
+    if cfg.method is not None and cfg.method not in METHODS:
+        raise ConfigError(f"config key 'method': must be null (the checkpoint's own) or one of {', '.join(METHODS)}, "
+                          f"got '{cfg.method}'")
+    if cfg.method == "ddnm":
+        if cfg.prior is None:
+            raise ConfigError("config key 'prior': method=ddnm needs an unconditional prior (a method=ddpm run or "
+                              "guided-diffusion's 256x256_diffusion_uncond.pt)")
+        if cfg.ckpt is not None:
+            raise ConfigError("config key 'ckpt': method=ddnm takes its network as prior=, not ckpt=")
+    else:
+        if cfg.ckpt is None:
+            raise ConfigError("config key 'ckpt': Missing mandatory value: ckpt (a run directory, checkpoint file or "
+                              "the authors' results/NAME/; or method=ddnm prior=...)")
+        for key in ("prior", "task"):
+            if getattr(cfg, key) is not None:
+                raise ConfigError(f"config key '{key}': only used with method=ddnm")
+    d = cfg.ddnm
+    if d.sigma_y < 0:
+        raise ConfigError(f"config key 'ddnm.sigma_y': must be >= 0, got {d.sigma_y}")
+    for key in ("travel_length", "travel_repeat"):
+        if getattr(d, key) < 1:
+            raise ConfigError(f"config key 'ddnm.{key}': must be >= 1, got {getattr(d, key)}")
