@@ -9,6 +9,7 @@ resumed from ``latest.pt`` continues exactly as the uninterrupted run would have
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -110,15 +111,11 @@ class Trainer:
         self.step = 0
         self.bad_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.bad_run = torch.zeros((), dtype=torch.long, device=self.device)
-        self.model = self._wrap(self.denoiser)
-
-    def _wrap(self, denoiser: nn.Module) -> nn.Module:
-        model: nn.Module = denoiser
-        if self.info.distributed:
-            model = DDP(denoiser, device_ids=[self.device] if self.device.type == "cuda" else None)
-        if self.cfg.trainer.compile:
-            model = torch.compile(model)
-        return model
+        self.ddp = DDP(self.denoiser, device_ids=[self.device] if self.device.type == "cuda" else None) \
+            if info.distributed else None
+        self.model: nn.Module = self.ddp if self.ddp is not None else self.denoiser
+        if cfg.trainer.compile:
+            self.model = torch.compile(self.model)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batches: list[dict[str, Tensor]], deg: Any) -> Tensor:
@@ -129,8 +126,8 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
             pair = make_pair(batch, deg, self.cfg, g, self.device)
-            sync = i == len(batches) - 1 or not isinstance(self.model, DDP)
-            with self.model.no_sync() if not sync else _nullcontext():
+            last = i == len(batches) - 1
+            with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
                 loss = self.method.loss(self.model, pair, g) / len(batches)
                 self.scaler.scale(loss).backward()
             total += loss.detach()
@@ -194,12 +191,6 @@ class Trainer:
             if keep:
                 ckpt_io.save_atomic(state, self.run_dir / f"ckpt_{self.step:09d}.pt")
         dist_lib.barrier(self.info)
-
-
-def _nullcontext():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _cuda_rng_states() -> list[Tensor]:
@@ -327,7 +318,7 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop) -> dict[str,
             summary.update(validator.run(trainer.step, writer))
         if trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps:
             trainer.save(keep=t.keep_every > 0 and trainer.step % t.keep_every == 0)
-        if _should_stop(stop, info):
+        if _should_stop(stop, info, trainer.step % t.log_every == 0):
             trainer.save()
             summary["preempted"] = True
             dist_lib.print0(info, f"[i2sb] stop requested: saved {cfg.run_dir}/latest.pt at step {trainer.step}")
@@ -366,9 +357,12 @@ def _check_bad_steps(trainer: Trainer, info: dist_lib.DistInfo) -> None:
         )
 
 
-def _should_stop(stop: _StopFlag, info: dist_lib.DistInfo) -> bool:
+def _should_stop(stop: _StopFlag, info: dist_lib.DistInfo, collective: bool) -> bool:
+    """The local flag alone, or (distributed, at ``collective`` steps only: no per-step sync) any rank's."""
     if not info.distributed:
         return stop.raised
+    if not collective:
+        return False
     flag = torch.tensor(float(stop.raised), device=info.device)
     torch.distributed.all_reduce(flag)
     return bool(flag > 0)
