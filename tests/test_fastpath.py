@@ -103,3 +103,17 @@ def test_torch_compile_matches_eager(tmp_path):
         except Exception as err:  # no compiler / unsupported platform
             pytest.skip(f"torch.compile unavailable here: {type(err).__name__}")
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_group_norm_mixed_kernel_equals_float32_path():
+    from i2sb.unet import GroupNorm32
+
+    gn = GroupNorm32(64)
+    with torch.no_grad():
+        gn.weight.normal_()
+        gn.bias.normal_()
+    x = torch.randn(4, 64, 16, 16).bfloat16()
+    ref = torch.nn.functional.group_norm(x.float(), 32, gn.weight, gn.bias, gn.eps).bfloat16()
+    out = gn(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref.float(), rtol=8e-3, atol=1e-4)  # within one bf16 ulp
