@@ -1,0 +1,334 @@
+"""Speed and memory of training, restoration and data loading, variants side by side in one run.
+
+    python scripts/bench.py                       # ~8M-parameter U-Net, 64x64, batch 8, this machine's device
+    python scripts/bench.py --model adm256 --size 256 --batch 2 --device cuda
+    python scripts/bench.py --sections train --compile --json bench.json
+    python scripts/bench.py --sections quality --ckpt runs/demo/jpeg5     # bf16 vs fp32 restorations (PSNR)
+
+Every variant runs in its own subprocess (clean peak-memory numbers, no cross-talk), warms up, then repeats;
+the table shows medians with the spread (min–max) over the repeats. Training steps go through the library's own
+``Trainer.train_step`` (degradation, Eq. 11, forward, backward, AdamW, EMA), so the "default" row is exactly what
+``i2sb-train`` runs. Memory: peak RSS growth during the timed steps on CPU, ``max_memory_allocated`` on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TRAIN_VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32 eager (baseline)": {"precision": "fp32", "fused_optimizer": False},
+    "fp32 fused AdamW": {"precision": "fp32"},
+    "fp32 channels_last": {"precision": "fp32", "channels_last": True},
+    "bf16 autocast": {"precision": "bf16"},
+    "bf16 channels_last": {"precision": "bf16", "channels_last": True},
+    "fp32 grad checkpointing": {"precision": "fp32", "use_checkpoint": True},
+    "bf16 grad checkpointing": {"precision": "bf16", "use_checkpoint": True},
+    "default (trainer=default)": {},
+}
+COMPILE_VARIANTS: dict[str, dict[str, Any]] = {
+    "bf16 torch.compile": {"precision": "bf16", "compile": True},
+}
+SAMPLE_NFES = (1, 5, 10, 100)
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def rss_mb() -> float:
+    """Current resident set size of this process (MB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "n": len(times)}
+
+
+def model_config(name: str, size: int | None) -> dict[str, Any]:
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "i2sb" / "configs" / "model" / f"{name}.yaml").read_text())
+    if size is not None:
+        cfg["image_size"] = size
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------- workers
+def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from i2sb import dist as dist_lib
+    from i2sb.config import to_train_config
+    from i2sb.train import Trainer, build_degradation
+
+    import yaml
+
+    trainer_cfg = yaml.safe_load((ROOT / "i2sb" / "configs" / "trainer" / "default.yaml").read_text())
+    model = model_config(args.model, args.size)
+    model["use_checkpoint"] = bool(variant.pop("use_checkpoint", False))
+    trainer_cfg.update(batch_size=args.batch, microbatch=args.batch, **variant)
+    cfg = to_train_config({
+        "task": yaml.safe_load((ROOT / "i2sb" / "configs" / "task" / f"{args.task}.yaml").read_text()),
+        "model": model, "data": {"kind": "demo"}, "trainer": trainer_cfg,
+        "run_dir": "/tmp/i2sb-bench", "device": args.device, "logging": {"progress": False},
+    })
+    device = dist_lib.resolve_device(args.device)
+    trainer = Trainer(cfg, dist_lib.DistInfo(device=device))
+    deg = build_degradation(cfg)
+    size = cfg.model.image_size
+    batch = {"x0": torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step() -> None:
+        trainer.train_step([batch], deg)
+        trainer.step += 1
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    base_rss = rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = timed(step, 0, args.repeats, sync)
+    memory = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb() - base_rss
+    return {**summary(times), "images_per_s": args.batch / statistics.median(times), "memory_mb": memory,
+            "params_m": sum(p.numel() for p in trainer.unet.parameters()) / 1e6}
+
+
+def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+    import torch
+
+    from i2sb.bridge import Bridge
+    from i2sb.denoiser import Denoiser, make_predictor
+    from i2sb.dist import resolve_device
+    from i2sb.unet import UNet
+
+    device = resolve_device(args.device)
+    cfg = model_config(args.model, args.size)
+    cfg = {k: v for k, v in cfg.items() if k not in ("name", "init")}
+    torch.manual_seed(0)
+    unet = UNet(in_channels=3, **cfg)
+    with torch.no_grad():  # a non-trivial network: perturb the zero-initialised output layers
+        for p in unet.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+    denoiser = Denoiser(unet).to(device).eval()
+    bridge = Bridge.symmetric(1000, 0.3)
+    size = cfg["image_size"]
+    x1 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
+    predictor = make_predictor(denoiser, bridge, precision=precision)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step = torch.full((args.batch,), 500, device=device)
+    forward = summary(timed(lambda: predictor(x1, step), args.warmup, args.repeats, sync))
+    rows = {"forward": forward}
+    for nfe in SAMPLE_NFES:
+        reps = max(1, args.repeats if nfe <= 10 else args.repeats // 3)
+        g = torch.Generator(device=device).manual_seed(0)
+        t = summary(timed(lambda: bridge.sample(predictor, x1, nfe, generator=g), 1 if nfe <= 10 else 0, reps, sync))
+        t["images_per_s"] = args.batch / t["median_s"]
+        t["overhead"] = t["median_s"] / (nfe * forward["median_s"])
+        rows[f"nfe{nfe}"] = t
+    return rows
+
+
+def data_worker(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+    import torch
+
+    from i2sb import degrade
+    from i2sb.data import build_dataset, infinite_loader
+    from i2sb.dist import resolve_device
+
+    device = resolve_device(args.device)
+    size = args.size or model_config(args.model, None)["image_size"]
+    loader = infinite_loader(build_dataset("demo", size, "train", length=4096), args.batch, num_workers=workers,
+                             pin_memory=device.type == "cuda")
+    deg = degrade.build(args.task, size)
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def fetch() -> None:
+        x0 = next(loader)["x0"].to(device, non_blocking=True)
+        deg(x0, generator=g)
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = timed(fetch, 3, max(args.repeats * 4, 20), sync)
+    return {**summary(times), "batches_per_s": 1 / statistics.median(times)}
+
+
+def quality_worker(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    import i2sb
+    from i2sb import degrade
+    from i2sb.data import DemoImages
+    from i2sb.metrics import psnr
+
+    restorer = i2sb.load(args.ckpt, device=args.device)
+    size = restorer.image_size
+    val = DemoImages(size, "val")
+    x0 = torch.stack([val[i]["x0"] for i in range(len(val))]).to(restorer.device)
+    x1, mask = degrade.build(restorer.task["degradation"], size)(x0, generator=torch.Generator().manual_seed(0))
+    out = {"images": len(val), "psnr_input": float(psnr(x1.clamp(-1, 1), x0).mean())}
+    for precision in ("fp32", "bf16"):
+        g = torch.Generator(device=restorer.device).manual_seed(0)
+        restored = restorer.restore(x1, nfe=args.quality_nfe, mask=mask, generator=g, precision=precision)
+        out[f"psnr_{precision}"] = float(psnr(restored.clamp(-1, 1), x0).mean())
+    out["delta_db"] = out["psnr_bf16"] - out["psnr_fp32"]
+    return out
+
+
+WORKERS = {"train": train_worker, "sample": sample_worker, "data": data_worker, "quality": quality_worker}
+
+
+# ----------------------------------------------------------------------------------------- driver
+def run_worker(args: argparse.Namespace, section: str, param: Any) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", section, "--param", json.dumps(param)] + forward_args(args)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": last[:160]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def forward_args(args: argparse.Namespace) -> list[str]:
+    out = ["--model", args.model, "--batch", str(args.batch), "--device", args.device, "--task", args.task,
+           "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--quality-nfe", str(args.quality_nfe)]
+    if args.size:
+        out += ["--size", str(args.size)]
+    if args.ckpt:
+        out += ["--ckpt", args.ckpt]
+    return out
+
+
+def ms(x: float) -> str:
+    return f"{1000 * x:8.1f}"
+
+
+def train_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    base = results.get("fp32 eager (baseline)", {}).get("median_s")
+    lines = ["| training step | median ms | min–max ms | images/s | × baseline | memory MB |", "|---|--:|--:|--:|--:|--:|"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error']} | | | | |")
+            continue
+        ratio = f"{r['median_s'] / base:.2f}" if base else "-"
+        lines.append(f"| {name} | {ms(r['median_s'])} | {ms(r['min_s']).strip()}–{ms(r['max_s']).strip()} | "
+                     f"{r['images_per_s']:.1f} | {ratio} | {r['memory_mb']:.0f} |")
+    return lines
+
+
+def sample_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| restoration | forward ms | " + " | ".join(f"NFE {n} img/s (overhead)" for n in SAMPLE_NFES) + " |",
+             "|---|--:|" + "--:|" * len(SAMPLE_NFES)]
+    for precision, r in results.items():
+        if "error" in r:
+            lines.append(f"| {precision} | failed: {r['error']} |")
+            continue
+        cells = [f"{r[f'nfe{n}']['images_per_s']:.2f} ({r[f'nfe{n}']['overhead']:.3f})" for n in SAMPLE_NFES]
+        lines.append(f"| {precision} | {ms(r['forward']['median_s'])} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def data_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| data (demo photos + degradation) | batches/s | median ms |", "|---|--:|--:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r.get('batches_per_s', float('nan')):.1f} | {ms(r.get('median_s', float('nan')))} |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="small", help="configs/model/<name>.yaml (small: ~8M params, 64 px)")
+    parser.add_argument("--size", type=int, default=None, help="image size (default: the model's)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--task", default="jpeg5")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sections", default="train,sample,data", help="comma list of train,sample,data,quality")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
+    parser.add_argument("--workers", default="0,2", help="data loader worker counts to compare")
+    parser.add_argument("--ckpt", default=None, help="trained checkpoint for the quality section")
+    parser.add_argument("--quality-nfe", type=int, default=10)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--param", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:  # child process: one measurement, printed as the last line of JSON
+        param = json.loads(args.param) if args.param else None
+        print(json.dumps(WORKERS[args.worker](args, param) if args.worker != "quality" else WORKERS["quality"](args)))
+        return 0
+
+    sections = args.sections.split(",")
+    results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "param", "json")}}
+    results["machine"] = machine_info(args.device)
+    print(f"# i2sb bench — {results['machine']['description']}; model={args.model} batch={args.batch}", flush=True)
+    if "train" in sections:
+        variants = dict(TRAIN_VARIANTS)
+        if args.compile:
+            variants.update(COMPILE_VARIANTS)
+        results["train"] = {}
+        for name, variant in variants.items():
+            results["train"][name] = run_worker(args, "train", variant)
+            print(f"  train  {name}: {results['train'][name]}", file=sys.stderr, flush=True)
+        print("\n".join(train_table(results["train"])) + "\n", flush=True)
+    if "sample" in sections:
+        results["sample"] = {p: run_worker(args, "sample", p) for p in ("fp32", "bf16")}
+        print("\n".join(sample_table(results["sample"])) + "\n", flush=True)
+    if "data" in sections:
+        results["data"] = {f"{w} workers": run_worker(args, "data", int(w)) for w in args.workers.split(",")}
+        print("\n".join(data_table(results["data"])) + "\n", flush=True)
+    if "quality" in sections:
+        if not args.ckpt:
+            parser.error("--sections quality needs --ckpt")
+        q = results["quality"] = run_worker(args, "quality", None)
+        print(f"| bf16 vs fp32 restorations | {q}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"results written to {args.json}")
+    return 0
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    cores = torch.get_num_threads()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu" else None
+    text = f"{gpu} / " if gpu else ""
+    return {"description": f"{text}{cpu}, {cores} threads, torch {torch.__version__}", "cpu": cpu, "gpu": gpu,
+            "threads": cores, "torch": torch.__version__}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
