@@ -13,7 +13,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -80,7 +80,7 @@ class TrainerConfig:
     ema_warmup: bool = True  # torch_ema's decay = min(ema, (1 + n) / (10 + n)), as the authors
     max_steps: int = 1_000_000
     grad_clip: float = 0.0  # 0 disables
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; GradScaler for fp16)
+    precision: str = "auto"  # auto (bf16 where native, else fp32) | fp32 | bf16 | fp16 (autocast; GradScaler for fp16)
     channels_last: bool = False
     compile: bool = False
     fused_optimizer: bool = True  # fused AdamW where the device supports it

@@ -13,6 +13,7 @@ import contextlib
 import math
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,6 +28,7 @@ from . import data as data_lib
 from . import degrade
 from . import dist as dist_lib
 from .config import ConfigError, TrainConfig, to_container, to_train_config
+from .denoiser import resolve_precision
 from .ema import EMA
 from .evaluation_loop import Validator
 from .methods import Pair, build_method
@@ -93,6 +95,8 @@ class Trainer:
     """Holds the model, EMA, optimiser and counters of one rank; ``run()`` trains to ``max_steps``."""
 
     def __init__(self, cfg: TrainConfig, info: dist_lib.DistInfo):
+        precision = resolve_precision(cfg.trainer.precision, info.device)
+        cfg = replace(cfg, trainer=replace(cfg.trainer, precision=precision))  # "auto" resolved for this device
         self.cfg, self.info, self.device = cfg, info, info.device
         self.run_dir = Path(cfg.run_dir)
         self.n_micro = micro_steps(cfg, info.world_size)

@@ -33,6 +33,7 @@ def tiny_config(run_dir: Path | str, task: str = "jpeg5", **sections: dict[str, 
             "log_every": 1,
             "eval_nfe": 2,
             "eval_batch": 2,
+            "precision": "fp32",  # exactness tests; "auto" is tested on its own
         },
         "logging": {"progress": False},
         "run_dir": str(run_dir),

@@ -117,3 +117,17 @@ def test_bf16_group_norm_mixed_kernel_equals_float32_path():
     out = gn(x)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref.float(), rtol=8e-3, atol=1e-4)  # within one bf16 ulp
+
+
+def test_auto_precision_resolves_per_device(tmp_path, monkeypatch):
+    from i2sb import denoiser
+
+    assert denoiser.resolve_precision("fp16", "cpu") == "fp16"
+    monkeypatch.setattr(denoiser, "native_bf16", lambda device: True)
+    assert denoiser.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(denoiser, "native_bf16", lambda device: False)
+    assert denoiser.resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        denoiser.resolve_precision("fp8", "cpu")
+    t = Trainer(to_train_config(tiny_config(tmp_path, trainer={"precision": "auto"})), CPU)
+    assert t.cfg.trainer.precision == "fp32"  # resolved for this device when the trainer is built
