@@ -1,0 +1,264 @@
+"""Rerun the I2SB paper's Figure 8 in small: PSNR and SSIM against NFE for I2SB, Palette and DDNM.
+
+All three use the same U-Net configuration, task, data, optimiser, batch and number of training steps:
+
+* **I2SB** (``method=i2sb``): the bridge from the degraded image, sampled with the authors' Algorithm 2;
+* **Palette** (``method=palette``): the degraded image concatenated to x_t, sampled from N(0, I) with DDPM
+  steps (the paper's setting for Fig. 8; x0 predictions clipped as in Palette's code);
+* **DDNM** (``method=ddpm`` prior + the task's operator, zero-shot): DDIM with η = 0.85 as in DDNM's code.
+
+For every NFE in ``--nfe`` (default 1 2 5 10 50 100) each method restores the same held-out degraded images
+with the same seed; the script writes ``results.csv``, ``results.md`` (a table, also printed),
+``figure8.png`` (PSNR and SSIM against NFE on a log axis, the degraded input as a dashed line) and
+``samples_nfe{N}.png`` (rows: images; columns: degraded | I2SB | Palette | DDNM | clean) into ``--out``.
+
+    .venv/bin/python scripts/compare.py                        # demo photos, sr4x_pool, ~15-20 min on 2 CPU cores
+    .venv/bin/python scripts/compare.py --task inpaint_center --steps 3000 --device cuda
+    .venv/bin/python scripts/compare.py --train photos/train --val photos/val
+    .venv/bin/python scripts/compare.py --i2sb runs/sr --palette runs/sr_palette --prior runs/sr_ddpm   # no training
+    .venv/bin/python scripts/compare.py --quick                # smoke run: tiny network, 2 steps, nfe 1 2
+
+Extra ``key=value`` arguments go to every ``i2sb-train`` run (e.g. ``trainer.lr=1e-3``). DDNM needs a linear
+task (SR, blur, inpainting, colorization); for JPEG it is left out. Default budget: ``model=small`` with 32
+channels and one residual block per level at 32 px, batch 8, 1200 steps per method (see ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.utils import make_grid
+
+from i2sb import degrade
+from i2sb.baselines import load_ddnm
+from i2sb.cli import compose
+from i2sb.data import build_dataset, save_image
+from i2sb.metrics import psnr, ssim
+from i2sb.restore import Restorer, load
+from i2sb.train import train
+
+METHODS = ("i2sb", "palette", "ddnm")
+TRAINED_AS = {"i2sb": "i2sb", "palette": "palette", "ddnm": "ddpm"}  # the i2sb-train method of each
+SAMPLING: dict[str, dict[str, Any]] = {
+    "i2sb": {"sampler": "ddpm", "clip_denoise": False},  # the authors' Algorithm 2 and default
+    "palette": {"sampler": "ddpm", "clip_denoise": True},  # DDPM as in the paper's Fig. 8; Palette clips x0
+    "ddnm": {"sampler": "implicit", "clip_denoise": False},  # DDNM's code: DDIM, eta 0.85, no clipping
+}
+LABELS = {"i2sb": "I2SB", "palette": "Palette", "ddnm": "DDNM", "input": "degraded input"}
+DEFAULT_NFES = (1, 2, 5, 10, 50, 100)
+DEFAULT_NETWORK = ("model.model_channels=32", "model.num_res_blocks=1")  # on top of model=small
+
+
+@dataclass
+class Row:
+    """Mean metrics of one method at one NFE over the validation images."""
+
+    method: str
+    nfe: int
+    psnr: float
+    ssim: float
+    seconds: float
+
+
+# ---------------------------------------------------------------------------- arguments
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="sr4x_pool", help="an i2sb task (configs/task), the same for all methods")
+    p.add_argument("--train", type=Path, help="folder of training images (default: the demo photographs)")
+    p.add_argument("--val", type=Path, help="folder of held-out images (default: --train, or the demo val photos)")
+    p.add_argument("--i2sb", type=Path, help="use this I2SB run instead of training one")
+    p.add_argument("--palette", type=Path, help="use this Palette run instead of training one")
+    p.add_argument("--prior", type=Path, help="use this DDPM prior (a method=ddpm run or ADM checkpoint) for DDNM")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--steps", type=int, default=1200, help="training steps per method (equal budgets)")
+    p.add_argument("--model", default="small", help="model config group (configs/model)")
+    p.add_argument("--image-size", type=int, default=32, help="training and evaluation size")
+    p.add_argument("--batch", type=int, default=8, help="training batch size")
+    p.add_argument("--nfe", type=int, nargs="+", default=list(DEFAULT_NFES), help="NFEs to evaluate")
+    p.add_argument("--n-val", type=int, default=8, help="held-out images to restore")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/compare"))
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny network, 16 px, 2 steps, nfe 1 2, 2 images")
+    p.add_argument("overrides", nargs="*", help="extra i2sb-train key=value overrides for every run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.model, args.image_size, args.steps, args.n_val = "tiny", 16, 2, 2
+        args.nfe = [n for n in args.nfe if n <= 2] if argv and "--nfe" in argv else [1, 2]
+    if args.steps < 1 or args.n_val < 1 or min(args.nfe) < 1:
+        p.error("--steps, --n-val and every --nfe must be positive")
+    return args
+
+
+# ---------------------------------------------------------------------------- training
+def train_overrides(args: argparse.Namespace, method: str) -> list[str]:
+    """``i2sb-train`` overrides of one method; everything but ``method`` and ``run_dir`` is shared."""
+    data = ["data=demo"] if args.train is None else ["data=imagefolder", f"data.root={args.train}"]
+    if args.val is not None:
+        data.append(f"data.val_root={args.val}")
+    network = [] if args.quick or args.model != "small" else list(DEFAULT_NETWORK)
+    return [f"task={args.task}", f"model={args.model}", *data, "trainer=cpu", *network,
+            f"model.image_size={args.image_size}", f"trainer.batch_size={args.batch}",
+            f"trainer.microbatch={args.batch}", f"trainer.max_steps={args.steps}",
+            f"trainer.eval_every={max(args.steps, 1)}", f"trainer.ckpt_every={max(args.steps, 1)}",
+            f"method={TRAINED_AS[method]}", f"run_dir={args.out / 'runs' / TRAINED_AS[method]}",
+            f"device={args.device}", f"seed={args.seed}", "logging.progress=false", *args.overrides]
+
+
+def trained_run(args: argparse.Namespace, method: str) -> Path:
+    """The run of ``method``: given on the command line, or trained now (resumed if already there)."""
+    given = {"i2sb": args.i2sb, "palette": args.palette, "ddnm": args.prior}[method]
+    if given is not None:
+        return given
+    overrides = train_overrides(args, method)
+    print(f"[compare] training {TRAINED_AS[method]}: i2sb-train {' '.join(overrides)}", flush=True)
+    start = time.perf_counter()
+    summary = train(compose("train", overrides))
+    print(f"[compare] {TRAINED_AS[method]}: {summary['step']} steps, loss {summary.get('loss', float('nan')):.4f}, "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    return Path(summary["run_dir"])
+
+
+def restorer_for(method: str, run: Path, task: str, device: str) -> Restorer:
+    """I2SB and Palette runs load as trained; DDNM takes the prior and the task's operator."""
+    if method == "ddnm":
+        return load_ddnm(run, task=task, device=device)
+    return load(run, device=device)
+
+
+# ---------------------------------------------------------------------------- evaluation
+def validation_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(x0, x1, mask)``: ``n_val`` held-out images spread over the validation set, degraded once (seeded)."""
+    folder = args.val or args.train
+    dataset = build_dataset("demo", args.image_size, "val") if folder is None else \
+        build_dataset("imagefolder", args.image_size, "val", root=str(folder))
+    n = min(args.n_val, len(dataset))
+    picks = [round(i * (len(dataset) - 1) / max(n - 1, 1)) for i in range(n)]
+    x0 = torch.stack([dataset[i]["x0"] for i in picks])
+    deg = degrade.build(args.task, args.image_size)
+    x1, mask = deg(x0, generator=torch.Generator().manual_seed(args.seed + 1))
+    return x0, x1, mask
+
+
+def score(restored: torch.Tensor, x0: torch.Tensor) -> tuple[float, float]:
+    """Mean PSNR and SSIM (dB, [-1, 1] images clamped first)."""
+    restored = restored.clamp(-1, 1)
+    return float(psnr(restored, x0).mean()), float(ssim(restored, x0).mean())
+
+
+def sweep(method: str, restorer: Restorer, batch: tuple, nfes: list[int], seed: int,
+          keep: dict[tuple[str, int], torch.Tensor]) -> list[Row]:
+    """Restore the batch at every NFE with the same seed; ``keep`` collects the restorations."""
+    x0, x1, mask = batch
+    rows = []
+    for nfe in nfes:
+        start = time.perf_counter()
+        generator = torch.Generator(device=restorer.device).manual_seed(seed)
+        out = restorer.restore(x1, nfe=nfe, mask=mask, generator=generator, **SAMPLING[method]).cpu()
+        keep[(method, nfe)] = out.clamp(-1, 1)
+        rows.append(Row(method, nfe, *score(out, x0), time.perf_counter() - start))
+        print(f"[compare] {LABELS[method]:8s} nfe={nfe:4d}  PSNR {rows[-1].psnr:6.2f}  SSIM {rows[-1].ssim:.4f}  "
+              f"({rows[-1].seconds:.1f} s)", flush=True)
+    return rows
+
+
+def usable_methods(args: argparse.Namespace) -> list[str]:
+    """``--methods`` minus DDNM when the task has no linear operator (e.g. JPEG)."""
+    methods = list(args.methods)
+    if "ddnm" in methods and not degrade.build(args.task, args.image_size).is_linear:
+        print(f"[compare] DDNM needs a linear degradation; {args.task} is not, so it is left out", flush=True)
+        methods.remove("ddnm")
+    return methods
+
+
+# ---------------------------------------------------------------------------- outputs
+def write_csv(rows: list[Row], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "nfe", "psnr", "ssim", "seconds"])
+        for r in rows:
+            writer.writerow([r.method, r.nfe, f"{r.psnr:.4f}", f"{r.ssim:.5f}", f"{r.seconds:.2f}"])
+
+
+def markdown_table(rows: list[Row], methods: list[str], input_scores: tuple[float, float]) -> str:
+    """One line per NFE, PSNR / SSIM per method; the degraded input's scores in the header note."""
+    by_key = {(r.method, r.nfe): r for r in rows}
+    nfes = sorted({r.nfe for r in rows})
+    head = "| NFE | " + " | ".join(f"{LABELS[m]} PSNR / SSIM" for m in methods) + " |"
+    lines = [head, "|" + "----:|" * (len(methods) + 1)]
+    for nfe in nfes:
+        cells = [f"{by_key[m, nfe].psnr:.2f} / {by_key[m, nfe].ssim:.3f}" for m in methods]
+        lines.append(f"| {nfe} | " + " | ".join(cells) + " |")
+    p_in, s_in = input_scores
+    lines.append(f"\nDegraded input: PSNR {p_in:.2f} dB / SSIM {s_in:.3f}.")
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], methods: list[str], input_scores: tuple[float, float], title: str, path: Path) -> None:
+    """PSNR and SSIM against NFE (log x) per method, the degraded input as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, metric, baseline in zip(axes, ("psnr", "ssim"), input_scores):
+        for method in methods:
+            points = sorted((r.nfe, getattr(r, metric)) for r in rows if r.method == method)
+            ax.plot(*zip(*points), marker="o", label=LABELS[method])
+        ax.axhline(baseline, color="grey", linestyle="--", label=LABELS["input"])
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({r.nfe for r in rows}), [str(n) for n in sorted({r.nfe for r in rows})])
+        ax.minorticks_off()
+        ax.set_xlabel("NFE")
+        ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_samples(batch: tuple, keep: dict, methods: list[str], nfe: int, path: Path) -> None:
+    """Rows: images; columns: degraded | each method at ``nfe`` | clean."""
+    x0, x1, mask = batch
+    shown = x1 if mask is None else (1 - mask) * x1 + mask
+    columns = [shown, *(keep[(m, nfe)] for m in methods), x0]
+    grid = make_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1.0)
+    save_image(grid, path)
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    methods = usable_methods(args)
+    runs = {m: trained_run(args, m) for m in methods}
+    batch = validation_batch(args)
+    input_scores = score(batch[1], batch[0])
+    keep: dict[tuple[str, int], torch.Tensor] = {}
+    rows = [row for m in methods
+            for row in sweep(m, restorer_for(m, runs[m], args.task, args.device), batch, args.nfe, args.seed, keep)]
+    write_csv(rows, args.out / "results.csv")
+    table = markdown_table(rows, methods, input_scores)
+    (args.out / "results.md").write_text(f"Task {args.task}, {len(batch[0])} held-out images.\n\n{table}\n")
+    title = f"{args.task}: {args.steps} training steps per method, {len(batch[0])} images"
+    plot(rows, methods, input_scores, title, args.out / "figure8.png")
+    for nfe in sorted({min(args.nfe), max(args.nfe)}):
+        save_samples(batch, keep, methods, nfe, args.out / f"samples_nfe{nfe}.png")
+    print(f"\n{table}\n\n[compare] wrote {args.out}/results.csv, results.md, figure8.png, samples_nfe*.png "
+          f"in {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
