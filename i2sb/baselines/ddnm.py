@@ -4,7 +4,8 @@ model", ICLR 2023): restoration of y = A x (+ n) with an unconditional diffusion
 Every step predicts x0 from x_t (DDNM Alg. 1 line 3), replaces its range-space part by the measurement's
 (Eq. 5: x̂0 = A^+ y + (I - A^+ A) x0, computed as x0 - A^+(A x0 - y), Eq. 16), then takes a DDIM-η step
 (their code samples with DDIM, not the DDPM posterior of Alg. 1). With A x̂0 = y at the last step the result
-is exactly consistent (Eq. 6).
+is exactly consistent (Eq. 6). η is Song et al.'s (Eq. 16; η = 1 is DDPM); DDNM's code instead draws
+eta * sqrt(1 - ab_{t-1}) fresh noise, so its default 0.85 injects more fresh noise than η = 0.85 here.
 
 DDNM+ (Sec. 3.3, Eqs. 17-19) handles noisy measurements y = A x + n, n ~ N(0, sigma_y^2): per singular
 direction i (:mod:`.spectral`; A^+ n has standard deviation sigma_y g_i there), the correction is scaled by
@@ -48,7 +49,7 @@ class DDNMOptions:
     ``sigma_y``: measurement noise std in [-1, 1] units (0: DDNM, > 0: DDNM+); ``travel_length`` L and
     ``travel_repeat`` r of the time travel (r = 1: none); ``clip_denoise`` clamps x0|t to [-1, 1]."""
 
-    eta: float = 0.85  # DDNM's default (their code's eta has another scale, see module docstring)
+    eta: float = 0.85  # DDNM's default value (their eta is on another scale, see the module docstring)
     sigma_y: float = 0.0
     travel_length: int = 1
     travel_repeat: int = 1

@@ -1,5 +1,6 @@
 """Restoring images with the baselines, behind the same interface as I2SB's :class:`~i2sb.restore.Restorer`.
 
+>>> import i2sb
 >>> from i2sb import baselines
 >>> palette = i2sb.load("runs/palette_sr")                      # a method=palette run: PaletteRestorer
 >>> ddnm = baselines.load_ddnm("256x256_diffusion_uncond.pt", task="sr4x_pool", sigma_y=0.0)
@@ -17,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import degrade
 from ..diffusion import GaussianDiffusion
-from ..restore import Restorer, StepCallback, TiledDenoiser, build_network, network_spec, pad_to_multiple, \
-    resolve_device
+from ..restore import (Restorer, StepCallback, TiledDenoiser, build_network, network_spec, pad_to_multiple,
+                       resolve_device)
 from .ddnm import DDNMOptions, ddnm_sample, measurement
 from .networks import EpsDenoiser, make_eps_predictor
 from .palette import palette_sample
 
-SAMPLER_ETAS: dict[str, float | None] = {"ddpm": 1.0, "implicit": None}  # None: the restorer's implicit_eta
+SAMPLERS = ("ddpm", "implicit")  # DDIM with eta = 1 (DDPM ancestral), DDIM with the given eta
 
 
 def _cropped(callback: StepCallback | None, height: int, width: int) -> StepCallback | None:
@@ -69,15 +70,15 @@ class DiffusionRestorer(Restorer):
         """DDIM's η for ``sampler`` / ``eta``; ``ValueError`` for the I2SB-only options."""
         if ot_ode:
             raise ValueError("ot_ode is an I2SB option; for a deterministic baseline use sampler=implicit eta=0")
-        if sampler not in SAMPLER_ETAS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLER_ETAS)} for {type(self).__name__}, "
-                             f"got {sampler!r}")
-        if eta is not None and sampler != "implicit":
-            raise ValueError(f"eta applies to sampler=implicit only, got eta={eta} with sampler={sampler}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)} for {type(self).__name__}, got {sampler!r}")
+        if sampler == "ddpm":
+            if eta is not None:
+                raise ValueError(f"eta applies to sampler=implicit only, got eta={eta} with sampler={sampler}")
+            return 1.0
         if eta is not None and not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {eta}")
-        default = SAMPLER_ETAS[sampler]
-        return float(eta if eta is not None else self.implicit_eta if default is None else default)
+        return float(self.implicit_eta if eta is None else eta)
 
     def _eps_model(self, tile: int | None, tile_overlap: int | None):
         tile, tile_overlap = self.tiling(tile, tile_overlap)
@@ -214,17 +215,28 @@ def load_ddnm(prior: str | Path, task: str | None = None, device: torch.device |
     return DDNMRestorer(denoiser, diffusion, task_dict, spec.image_size, spec.default_nfe, options)
 
 
-def restorer_from_spec(spec: Any, device: torch.device, source: str) -> DiffusionRestorer:
-    """The restorer of a baseline run (``spec.method`` palette -> Palette, ddpm -> DDNM on its own task)."""
-    network = build_network(spec, device, source)
-    diffusion = GaussianDiffusion.linear(int(spec.task["n_steps"]))
-    if spec.method == "palette":
-        denoiser = EpsDenoiser(network, conditional=True).to(device).eval()
-        return PaletteRestorer(denoiser, diffusion, spec.task, spec.image_size, spec.default_nfe)
+def _palette_restorer(spec: Any, network: nn.Module, device: torch.device, source: str) -> DiffusionRestorer:
+    denoiser = EpsDenoiser(network, conditional=True).to(device).eval()
+    return PaletteRestorer(denoiser, GaussianDiffusion.linear(int(spec.task["n_steps"])), spec.task, spec.image_size,
+                           spec.default_nfe)
+
+
+def _ddnm_restorer(spec: Any, network: nn.Module, device: torch.device, source: str) -> DiffusionRestorer:
     denoiser = EpsDenoiser(network).to(device).eval()
     try:
-        return DDNMRestorer(denoiser, diffusion, spec.task, spec.image_size, spec.default_nfe)
+        return DDNMRestorer(denoiser, GaussianDiffusion.linear(int(spec.task["n_steps"])), spec.task,
+                            spec.image_size, spec.default_nfe)
     except ValueError as err:
         raise ValueError(f"{source}: an unconditional prior restores with DDNM, but {err}; choose the task with "
                          f"i2sb-sample method=ddnm prior={source} task=<linear task> "
                          f"(or i2sb.baselines.load_ddnm)") from None
+
+
+RESTORERS = {"palette": _palette_restorer, "ddpm": _ddnm_restorer}  # by the training method of the run
+
+
+def restorer_from_spec(spec: Any, device: torch.device, source: str) -> DiffusionRestorer:
+    """The restorer of a baseline run: ``method=palette`` -> Palette, ``method=ddpm`` -> DDNM on its own task."""
+    if spec.method not in RESTORERS:
+        raise ValueError(f"{source}: no restorer for method={spec.method} (known: {', '.join(RESTORERS)})")
+    return RESTORERS[spec.method](spec, build_network(spec, device, source), device, source)
