@@ -118,6 +118,20 @@ def test_ddpm_loss_is_unconditional_and_ignores_x1():
     assert spy.calls[0][2] is None and float(loss) == float(other)
 
 
+@pytest.mark.parametrize("task", ["sr4x_pool", "jpeg5"])
+def test_ddpm_validation_restores_with_ddnm_or_samples_the_prior(task):
+    """The Validator calls method.restore: DDNM for a linear task (consistent with y), prior samples otherwise."""
+    method = _method("ddpm", task=task)
+    x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    deg = method.degradation()
+    x1, _ = deg(x0)
+    out = method.restore(Spy(), Pair(x0, x1, None, None), 3, torch.Generator().manual_seed(0))
+    assert out.shape == x0.shape and bool(torch.isfinite(out).all())
+    if deg.is_linear:
+        op = deg.operator()
+        assert float((op.A(out) - op.A(x0)).abs().max()) < 1e-4
+
+
 def test_eps_denoiser_feeds_adm_time_and_concatenates_after_xt():
     class Net(nn.Module):
         def forward(self, x, t):

@@ -78,14 +78,15 @@ class DDPMMethod(_EpsMethod):
         """DDNM with the task's operator if it is linear, else unconditional DDPM samples."""
         predict = make_eps_predictor(model, precision=self.cfg.trainer.precision)
         x_T = torch.randn(pair.x0.shape, generator=g, device=pair.x0.device)
-        deg = self._degradation()
+        deg = self.degradation()
         if deg is None or not deg.is_linear:
             return self.diffusion.sample(predict, x_T, nfe, eta=DDPM_VALIDATION_ETA, generator=g)
         op = deg.operator(pair.mask)
         y = measurement(op, degraded_image(pair))
         return ddnm_sample(predict, self.diffusion, op, y, x_T, nfe, DDNMOptions(), generator=g)
 
-    def _degradation(self) -> Any:
+    def degradation(self) -> Any:
+        """The task's degradation at the training size, or None for paired data (no operator)."""
         t = self.cfg.task
         if t.degradation is None:
             return None
