@@ -8,12 +8,13 @@ required value is reported as one line naming the key. ``i2sb.train.train`` acce
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+T = TypeVar("T")
 
 
 @dataclass
@@ -119,20 +120,24 @@ class ConfigError(ValueError):
     """A configuration problem, reported as one line naming the key."""
 
 
-def _one_line(err: OmegaConfBaseException) -> str:
-    key = getattr(err, "full_key", None)
-    msg = str(err).splitlines()[0]
-    return f"config key '{key}': {msg}" if key else f"config: {msg}"
+def validated(schema: type[T], cfg: Any) -> T:
+    """``cfg`` (dict / DictConfig / dataclass) merged into the structured ``schema``, interpolations resolved.
+
+    Unknown keys, wrong types and missing values raise a one-line :class:`ConfigError` naming the key.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        OmegaConf.resolve(merged)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"config key '{key}': {msg}" if key else f"config: {msg}") from None
 
 
 def to_train_config(cfg: Any) -> TrainConfig:
     """Validate ``cfg`` (dict / DictConfig / TrainConfig) against :class:`TrainConfig`; resolve interpolations."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
-        OmegaConf.resolve(merged)
-        result = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        raise ConfigError(_one_line(err)) from None
+    result = validated(TrainConfig, cfg)
     _check_values(result)
     return result
 

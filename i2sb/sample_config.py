@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
-from .config import PRECISIONS, ConfigError, TaskConfig
+from .config import PRECISIONS, ConfigError, TaskConfig, validated
 from .samplers import SAMPLERS
 
 TRAJ_FORMATS = ("gif", "png")  # i2sb.restore_folder.TRAJECTORY_WRITERS
@@ -92,19 +91,9 @@ class SampleConfig:
     ddnm: DDNMConfig = field(default_factory=DDNMConfig)
 
 
-def _one_line(err: OmegaConfBaseException) -> str:
-    key = getattr(err, "full_key", None)
-    msg = str(err).splitlines()[0]
-    return f"config key '{key}': {msg}" if key else f"config: {msg}"
-
-
 def to_sample_config(cfg: Any) -> SampleConfig:
     """Validate ``cfg`` (dict / DictConfig / SampleConfig) -> :class:`SampleConfig`; one-line ``ConfigError``."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(SampleConfig), cfg)
-        result = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        raise ConfigError(_one_line(err)) from None
+    result = validated(SampleConfig, cfg)
     check_values(result)
     return result
 
