@@ -202,7 +202,10 @@ def _cuda_rng_states() -> list[Tensor]:
 
 
 def _check_same_model(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
-    """Resuming must keep the network and the bridge; the trainer section may change (e.g. max_steps)."""
+    """Resuming must keep the method, the network and the bridge; the trainer section may change (e.g. max_steps)."""
+    if "method" in saved and saved["method"] != current.get("method"):
+        raise ConfigError(f"{source}: cannot resume: config key 'method' was {saved['method']!r} in the checkpoint "
+                          f"but is {current.get('method')!r} now (use a new run_dir)")
     for section in ("model", "task"):
         for key, value in current.get(section, {}).items():
             if key in ("init",) or section not in saved:
