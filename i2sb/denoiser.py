@@ -57,10 +57,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``precision`` in fp32 | bf16 | fp16 (fp32: no-op)."""
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got '{precision}'")
-    dtype = AUTOCAST_DTYPES[precision]
+    """``torch.autocast`` for ``precision`` in auto | fp32 | bf16 | fp16 (fp32: no-op; auto: :func:`resolve_precision`)."""
+    dtype = AUTOCAST_DTYPES[resolve_precision(precision, device)]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
