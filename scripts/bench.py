@@ -6,9 +6,13 @@
     python scripts/bench.py --sections quality --ckpt runs/demo/jpeg5     # bf16 vs fp32 restorations (PSNR)
 
 Every variant runs in its own subprocess (clean peak-memory numbers, no cross-talk), warms up, then repeats;
-the table shows medians with the spread (min–max) over the repeats. Training steps go through the library's own
-``Trainer.train_step`` (degradation, Eq. 11, forward, backward, AdamW, EMA), so the "default" row is exactly what
-``i2sb-train`` runs. Memory: peak RSS growth during the timed steps on CPU, ``max_memory_allocated`` on CUDA.
+the table shows medians with the spread (min–max) over the repeats; training variants are measured in
+interleaved rounds (``--rounds``) so that slow drifts of the machine hit every variant alike. Training steps
+go through the library's own ``Trainer.train_step`` (degradation, Eq. 11, forward, backward, AdamW, EMA),
+so the "default" row is exactly what ``i2sb-train`` runs. Memory: peak RSS growth over the training steps
+(activations, gradients, optimizer state) on CPU, ``max_memory_allocated`` on CUDA. The sampler's overhead
+is ``time(sample at NFE n) / (n x time(one forward))``, each sampling run paired with n forwards timed
+right after it (the median of the ratios, so machine drift cancels).
 """
 
 from __future__ import annotations
@@ -111,13 +115,10 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
         trainer.train_step([batch], deg)
         trainer.step += 1
 
-    for _ in range(args.warmup):
-        step()
-    sync()
-    base_rss = rss_mb()
+    base_rss = rss_mb()  # model, EMA copy and the batch exist; activations, gradients, Adam state do not yet
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = timed(step, 0, args.repeats, sync)
+    times = timed(step, args.warmup, args.repeats, sync)
     memory = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb() - base_rss
     return {**summary(times), "images_per_s": args.batch / statistics.median(times), "memory_mb": memory,
             "params_m": sum(p.numel() for p in trainer.unet.parameters()) / 1e6}
@@ -148,12 +149,18 @@ def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     step = torch.full((args.batch,), 500, device=device)
     forward = summary(timed(lambda: predictor(x1, step), args.warmup, args.repeats, sync))
     rows = {"forward": forward}
+    g = torch.Generator(device=device).manual_seed(0)
     for nfe in SAMPLE_NFES:
         reps = max(1, args.repeats if nfe <= 10 else args.repeats // 3)
-        g = torch.Generator(device=device).manual_seed(0)
-        t = summary(timed(lambda: bridge.sample(predictor, x1, nfe, generator=g), 1 if nfe <= 10 else 0, reps, sync))
+        sample_times, ratios = [], []
+        for _ in range(reps):  # each sampling run is paired with nfe bare forwards timed right after it
+            t_sample = timed(lambda: bridge.sample(predictor, x1, nfe, generator=g), 0, 1, sync)[0]
+            t_forward = sum(timed(lambda: predictor(x1, step), 0, nfe, sync))
+            sample_times.append(t_sample)
+            ratios.append(t_sample / t_forward)
+        t = summary(sample_times)
         t["images_per_s"] = args.batch / t["median_s"]
-        t["overhead"] = t["median_s"] / (nfe * forward["median_s"])
+        t["overhead"] = statistics.median(ratios)  # time(sample at NFE n) / (n x time(one forward))
         rows[f"nfe{nfe}"] = t
     return rows
 
@@ -226,6 +233,19 @@ def forward_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def merge_rounds(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
+    """One row from several rounds of the same variant: median over all repeats, spread over all rounds."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0]
+    medians = [r["median_s"] for r in good]
+    median = statistics.median(medians)
+    return {"median_s": median, "min_s": min(r["min_s"] for r in good), "max_s": max(r["max_s"] for r in good),
+            "n": sum(r["n"] for r in good), "images_per_s": batch / median,
+            "memory_mb": statistics.median(r["memory_mb"] for r in good), "params_m": good[0]["params_m"],
+            "round_medians_s": medians}
+
+
 def ms(x: float) -> str:
     return f"{1000 * x:8.1f}"
 
@@ -271,6 +291,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the training variants")
     parser.add_argument("--sections", default="train,sample,data", help="comma list of train,sample,data,quality")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     parser.add_argument("--workers", default="0,2", help="data loader worker counts to compare")
@@ -294,10 +315,12 @@ def main() -> int:
         variants = dict(TRAIN_VARIANTS)
         if args.compile:
             variants.update(COMPILE_VARIANTS)
-        results["train"] = {}
-        for name, variant in variants.items():
-            results["train"][name] = run_worker(args, "train", variant)
-            print(f"  train  {name}: {results['train'][name]}", file=sys.stderr, flush=True)
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+        for _ in range(args.rounds):  # interleaved rounds: slow drifts of the machine hit every variant alike
+            for name, variant in variants.items():
+                rounds[name].append(run_worker(args, "train", dict(variant)))
+                print(f"  train  {name}: {rounds[name][-1]}", file=sys.stderr, flush=True)
+        results["train"] = {name: merge_rounds(runs, args.batch) for name, runs in rounds.items()}
         print("\n".join(train_table(results["train"])) + "\n", flush=True)
     if "sample" in sections:
         results["sample"] = {p: run_worker(args, "sample", p) for p in ("fp32", "bf16")}
