@@ -165,7 +165,7 @@ class Restorer:
     @torch.no_grad()
     def restore(self, images: Tensor, nfe: int | None = None, ot_ode: bool | None = None,
                 mask: Tensor | None = None, clip_denoise: bool = False, generator: torch.Generator | None = None,
-                precision: str = "fp32", tile: int | None = None, tile_overlap: int | None = None,
+                precision: str = "auto", tile: int | None = None, tile_overlap: int | None = None,
                 callback: StepCallback | None = None, sampler: str = "ddpm", eta: float | None = None) -> Tensor:
         """Restore degraded ``images`` (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) on their device.
 
@@ -177,7 +177,8 @@ class Restorer:
             mask: inpainting mask (B or 1, 1, H, W), 1 = hole; the hole's pixels in ``images`` are ignored.
             clip_denoise: clamp every x0 prediction to [-1, 1].
             generator: ``torch.Generator`` on ``self.device`` for reproducible noise.
-            precision: autocast precision of the network, fp32 | bf16 | fp16.
+            precision: autocast precision of the network, auto | fp32 | bf16 | fp16 (auto: bf16 where the
+                device runs it natively, see :func:`i2sb.denoiser.resolve_precision`; within 0.01 dB of fp32).
             tile, tile_overlap: see :meth:`tiling`; tiles are blended at every step.
             callback: ``callback(prev_step, step, x_prev, pred_x0)`` with cropped (B, 3, H, W) tensors,
                 e.g. an ``i2sb.bridge.Trajectory``.

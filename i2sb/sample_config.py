@@ -76,7 +76,7 @@ class SampleConfig:
     seed: int = 0
     batch_size: int = 4
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; auto: bf16 where native)
     n_samples: int = 1  # restorations per input: NAME_s0.png, NAME_s1.png, ...
     save_traj: bool = False
     traj_format: str = "gif"  # gif (animation) | png (strip: states on top, x0 predictions below)

@@ -140,7 +140,8 @@ def test_restoration_equals_the_authors_sampler(tmp_path, case):
     restorer = i2sb.load(tmp_path / "results" / "x", use_ema=use_ema)
     x1 = torch.rand(2, 3, 16, 16) * 2 - 1
     mask = center_mask(2, 16) if masked else None
-    out = restorer.restore(x1, nfe=3, ot_ode=True, mask=mask, generator=torch.Generator().manual_seed(4))
+    out = restorer.restore(x1, nfe=3, ot_ode=True, mask=mask, generator=torch.Generator().manual_seed(4),
+                           precision="fp32")
     expected = reference_sampling(ema if use_ema else raw, x1, options, 3, mask, torch.Generator().manual_seed(4))
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=2e-5)
     other = reference_sampling(raw if use_ema else ema, x1, options, 3, mask, torch.Generator().manual_seed(4))
@@ -163,8 +164,8 @@ def test_head_layout_override(tmp_path):
     _, ema = write_authors_dir(tmp_path / "r", options, num_head_channels=32)
     x1 = torch.rand(1, 3, 16, 16) * 2 - 1
     expected = reference_sampling(ema, x1, options, 2)
-    default = i2sb.load(tmp_path / "r").restore(x1, nfe=2, ot_ode=True)
-    override = i2sb.load(tmp_path / "r", num_head_channels=32).restore(x1, nfe=2, ot_ode=True)
+    default = i2sb.load(tmp_path / "r").restore(x1, nfe=2, ot_ode=True, precision="fp32")
+    override = i2sb.load(tmp_path / "r", num_head_channels=32).restore(x1, nfe=2, ot_ode=True, precision="fp32")
     torch.testing.assert_close(override, expected, rtol=1e-5, atol=2e-5)
     assert (default - expected).abs().max() > 1e-4
 
@@ -179,11 +180,12 @@ def test_sample_cli_on_an_authors_directory(tmp_path, capsys):
     Image.fromarray((center_mask(1, 16)[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "masks" / "a.png")
     with pytest.raises(SystemExit) as exit_info:
         sample_main([f"ckpt={tmp_path / 'results' / 'inpaint'}", f"input={tmp_path / 'in'}",
-                     f"output={tmp_path / 'out'}", f"mask={tmp_path / 'masks'}", "nfe=3", "progress=false"])
+                     f"output={tmp_path / 'out'}", f"mask={tmp_path / 'masks'}", "nfe=3", "progress=false",
+                     "precision=fp32"])
     assert exit_info.value.code == 0, capsys.readouterr().err
     x1 = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
     expected = i2sb.load(tmp_path / "results" / "inpaint").restore(
-        x1, nfe=3, mask=center_mask(1, 16), generator=torch.Generator().manual_seed(0))
+        x1, nfe=3, mask=center_mask(1, 16), generator=torch.Generator().manual_seed(0), precision="fp32")
     expected = ((expected[0].permute(1, 2, 0) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
     with Image.open(tmp_path / "out" / "a.png") as image:
         np.testing.assert_array_equal(np.asarray(image), expected)

@@ -94,7 +94,7 @@ class PaletteRestorer(DiffusionRestorer):
     @torch.no_grad()
     def restore(self, images: Tensor, nfe: int | None = None, ot_ode: bool | None = None,
                 mask: Tensor | None = None, clip_denoise: bool = False, generator: torch.Generator | None = None,
-                precision: str = "fp32", tile: int | None = None, tile_overlap: int | None = None,
+                precision: str = "auto", tile: int | None = None, tile_overlap: int | None = None,
                 callback: StepCallback | None = None, sampler: str = "ddpm", eta: float | None = None) -> Tensor:
         """Restore degraded ``images`` (B, 3, H, W) in [-1, 1]; arguments as :meth:`Restorer.restore`
         (``sampler``/``eta``: see :class:`DiffusionRestorer`; ``ot_ode`` must be None/False). The hole of
@@ -145,7 +145,7 @@ class DDNMRestorer(DiffusionRestorer):
     @torch.no_grad()
     def restore(self, images: Tensor, nfe: int | None = None, ot_ode: bool | None = None,
                 mask: Tensor | None = None, clip_denoise: bool = False, generator: torch.Generator | None = None,
-                precision: str = "fp32", tile: int | None = None, tile_overlap: int | None = None,
+                precision: str = "auto", tile: int | None = None, tile_overlap: int | None = None,
                 callback: StepCallback | None = None, sampler: str = "ddpm", eta: float | None = None) -> Tensor:
         """Restore I2SB inputs ``images`` (B, 3, S, S); arguments as :meth:`PaletteRestorer.restore`.
 
