@@ -16,6 +16,7 @@ from i2sb.train import (
     Trainer,
     TrainingError,
     build_degradation,
+    cpu_batch_hint,
     make_pair,
     micro_steps,
     step_generator,
@@ -84,6 +85,13 @@ def test_batch_size_must_divide(tmp_path):
         micro_steps(cfg, 1)
     with pytest.raises(ConfigError, match="world_size \\(4\\)"):
         micro_steps(to_train_config(tiny_config(tmp_path, trainer={"batch_size": 8, "microbatch": 4})), 4)
+
+
+def test_cpu_hint_only_for_the_cluster_batch_on_cpu(tmp_path):
+    big = to_train_config(tiny_config(tmp_path, trainer={"batch_size": 256, "microbatch": 2}))
+    assert "trainer=cpu" in cpu_batch_hint(big, torch.device("cpu"))
+    assert cpu_batch_hint(big, torch.device("cuda")) is None
+    assert cpu_batch_hint(to_train_config(tiny_config(tmp_path)), torch.device("cpu")) is None
 
 
 def test_config_errors_name_the_key(tmp_path):
