@@ -333,7 +333,9 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop) -> dict[str,
             loss_sum.zero_()
             last_log, last_time = trainer.step, time.perf_counter()
         if validator is not None and (trainer.step % t.eval_every == 0 or trainer.step == t.max_steps):
-            summary.update(validator.run(trainer.step, writer))
+            values = validator.run(trainer.step, writer)
+            _write_line(bar, validation_line(trainer.step, t.eval_nfe, values))
+            summary.update(values)
         if trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps:
             trainer.save(keep=t.keep_every > 0 and trainer.step % t.keep_every == 0)
         if _should_stop(stop, info, trainer.step % t.log_every == 0):
@@ -345,6 +347,22 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop) -> dict[str,
         bar.close()
     summary.update(step=trainer.step, bad_steps=int(trainer.bad_total), run_dir=str(cfg.run_dir))
     return summary
+
+
+def validation_line(step: int, nfe: int, values: dict[str, float]) -> str:
+    """One console line for a validation: PSNR at ``nfe``, at NFE 1 (~ posterior mean) and of the input."""
+    line = f"[i2sb] step {step}: validation PSNR {values['val_psnr']:.2f} dB at NFE {nfe}"
+    if "val_psnr_nfe1" in values:
+        line += f", {values['val_psnr_nfe1']:.2f} dB at NFE 1"
+    return line + f" (degraded input {values['val_psnr_input']:.2f} dB)"
+
+
+def _write_line(bar: Any, line: str) -> None:
+    """Print above the progress bar when there is one (rank 0 only: only rank 0 validates)."""
+    if bar is not None:
+        bar.write(line)
+    else:
+        print(line, flush=True)
 
 
 def _progress(cfg: TrainConfig, info: dist_lib.DistInfo, start: int):

@@ -109,7 +109,7 @@ def test_config_errors_name_the_key(tmp_path):
         to_train_config(tiny_config(tmp_path, model={"num_res_blocks": "two"}))
 
 
-def test_run_writes_state_and_metrics(tmp_path):
+def test_run_writes_state_and_metrics(tmp_path, capsys):
     summary = train(tiny_config(tmp_path, trainer={"max_steps": 4, "eval_every": 4}))
     assert summary["step"] == 4 and summary["bad_steps"] == 0
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "samples" / "step_000000004.png").is_file()
@@ -118,7 +118,8 @@ def test_run_writes_state_and_metrics(tmp_path):
     assert set(state) >= {"model", "ema", "optimizer", "lr_scheduler", "rng", "config"}
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
-    assert any("val_psnr" in r for r in records)
+    assert any("val_psnr" in r and "val_psnr_nfe1" in r for r in records)
+    assert "step 4: validation PSNR" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp"))
 
 
