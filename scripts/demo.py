@@ -36,7 +36,8 @@ DEMO_NET = ["model.model_channels=32", "model.num_res_blocks=1"]  # model=small 
 NOTE = (
     "NFE 1 is the bridge's one-step prediction, close to the posterior mean E[x0 | x1]: the best PSNR. More NFE\n"
     "draw a sample of p(x0 | x1) (sharper, with plausible detail); an exact posterior sample has twice the MMSE,\n"
-    "i.e. ~3 dB less PSNR than the posterior mean, so pixel metrics favour few steps (paper, App. C.1)."
+    "i.e. ~3 dB less PSNR than the posterior mean: pixel metrics favour blurry estimates (the paper, App. C.1,\n"
+    "reports FID and classifier accuracy for this reason)."
 )
 
 
