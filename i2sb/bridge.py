@@ -26,6 +26,9 @@ from torch import Tensor
 Predictor = Callable[[Tensor, Tensor], Tensor]
 """``predict_x0(xt, step) -> x0_hat``: ``xt`` (B,C,H,W), ``step`` LongTensor (B,) -> (B,C,H,W)."""
 
+StepCallback = Callable[[int, int, Tensor, Tensor], None]
+"""``callback(prev_step, step, x_prev, pred_x0)`` after every sampler step, e.g. a :class:`Trajectory`."""
+
 
 def gaussian_product_coefs(std1: Tensor, std2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Coefficients of N(x; a, std1^2) * N(x; b, std2^2) ∝ N(x; c1 a + c2 b, var) (Proof of Prop. 3.3).
@@ -258,7 +261,7 @@ class Bridge:
         mask: Tensor | None = None,
         clip_denoise: bool = False,
         generator: torch.Generator | None = None,
-        callback: Callable[[int, int, Tensor, Tensor], None] | None = None,
+        callback: StepCallback | None = None,
         progress: bool = False,
     ) -> Tensor:
         """Restore ``x1`` by running the DDPM posterior from step N-1 to 0 (Algorithm 2).

@@ -23,13 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .bridge import space_indices
+from .bridge import StepCallback, space_indices
 
 EpsPredictor = Callable[[Tensor, Tensor], Tensor]
 """``predict_eps(xt, step) -> eps_hat``: ``xt`` (B,C,H,W), ``step`` LongTensor (B,) in 1..N -> (B,C,H,W)."""
-
-StepCallback = Callable[[int, int, Tensor, Tensor], None]
-"""``callback(prev_step, step, x_prev, pred_x0)`` after every sampler step (as :meth:`Bridge.sample`)."""
 
 
 def adm_linear_betas(n_steps: int = 1000) -> np.ndarray:

@@ -33,14 +33,21 @@ def _env_int(*names: str, default: int) -> int:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:{local_rank}`` when CUDA is available, else ``cpu``; ``cuda`` gets the local rank."""
+    """``auto`` -> ``cuda:{local_rank}`` when CUDA is available, else ``cpu``; ``cuda`` gets the local rank.
+
+    A name that is not a device, or CUDA where there is none, is a one-line ``ValueError``.
+    """
+    name = device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         device = f"cuda:{local_rank}"
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device={name!r} is not a device (auto | cpu | cuda | cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available")
+        raise ValueError(f"device={name!r} requested but CUDA is not available here (use device=cpu)")
     return dev
 
 

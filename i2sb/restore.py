@@ -27,10 +27,11 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from .authors import OPTIONS, NetworkSpec, authors_spec
-from .bridge import Bridge
+from .bridge import Bridge, StepCallback
 from .checkpoint import LATEST, check_compatible, is_i2sb_checkpoint, load_file, model_weights
 from .config import ConfigError, to_container, to_train_config
 from .denoiser import Denoiser, make_predictor
+from .dist import resolve_device
 from .samplers import check_sampler
 from .samplers import sample as run_sampler
 from .unet import UNet
@@ -38,7 +39,6 @@ from .unet import UNet
 MASKED_TASKS = frozenset({"inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030"})
 UNET_KEYS = frozenset(inspect.signature(UNet).parameters)
 IN_KEY = "input_blocks.0.0.weight"  # the first convolution: its weight's shape[1] is the input channels
-StepCallback = Callable[[int, int, Tensor, Tensor], None]
 
 
 # ---------------------------------------------------------------------------- padding and tiling
@@ -104,6 +104,17 @@ class TiledDenoiser:
             total[..., rows, cols] += part.to(xt.dtype) * weight
             norm[rows, cols] += weight
         return total / norm
+
+
+def cropped_callback(callback: StepCallback | None, height: int, width: int) -> StepCallback | None:
+    """``callback`` seeing the states and x0 predictions of padded images cropped back to ``height x width``."""
+    if callback is None:
+        return None
+
+    def crop(prev_step: int, step: int, xt: Tensor, pred_x0: Tensor) -> None:
+        callback(prev_step, step, xt[..., :height, :width], pred_x0[..., :height, :width])
+
+    return crop
 
 
 # ---------------------------------------------------------------------------- the restorer
@@ -193,12 +204,9 @@ class Restorer:
         x1, cond = self._boundary(x1, mask, generator)
         denoiser = TiledDenoiser(self.denoiser, tile, tile_overlap) if tile else self.denoiser
         predict_x0 = make_predictor(denoiser, self.bridge, cond, precision=precision)
-        cropped = None
-        if callback is not None:
-            def cropped(prev_step: int, step: int, xt: Tensor, pred_x0: Tensor) -> None:
-                callback(prev_step, step, xt[..., :height, :width], pred_x0[..., :height, :width])
         out = run_sampler(self.bridge, predict_x0, x1, nfe, sampler=sampler, eta=eta, ot_ode=ot_ode, mask=mask,
-                          clip_denoise=clip_denoise, generator=generator, callback=cropped)
+                          clip_denoise=clip_denoise, generator=generator,
+                          callback=cropped_callback(callback, height, width))
         return out[..., :height, :width].to(device=images.device, dtype=images.dtype)
 
     def _check_inputs(self, images: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -230,19 +238,6 @@ class Restorer:
 
 
 # ---------------------------------------------------------------------------- loading
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; an unavailable cuda is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"device={name!r} is not a device (auto | cpu | cuda | cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} requested but CUDA is not available here (use device=cpu)")
-    return device
-
-
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` memory-mapped where the file allows it (big optimizer states stay on disk)."""
     try:

@@ -33,10 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .bridge import Bridge, Predictor
-
-StepCallback = Callable[[int, int, Tensor, Tensor], None]
-"""``callback(prev_step, step, x_prev, pred_x0)`` after every step, as in :meth:`Bridge.sample`."""
+from .bridge import Bridge, Predictor, StepCallback
 
 DEFAULT_ETA = 0.0  # the implicit sampler's default: deterministic after the first step (DBIM's choice)
 

@@ -40,6 +40,7 @@ from ..degrade.color import LuminanceOperator
 from ..degrade.inpaint import MaskOperator
 from ..degrade.linear import SeparableOperator
 from ..diffusion import EpsPredictor, GaussianDiffusion, StepCallback
+from ..samplers import check_eta
 from .spectral import Spectrum, spectrum
 
 
@@ -56,8 +57,7 @@ class DDNMOptions:
     clip_denoise: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        check_eta(self.eta)
         if self.sigma_y < 0:
             raise ValueError(f"sigma_y must be >= 0, got {self.sigma_y}")
         if self.travel_length < 1 or self.travel_repeat < 1:

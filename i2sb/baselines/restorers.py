@@ -21,24 +21,16 @@ import torch
 from torch import Tensor, nn
 
 from .. import degrade
+from ..bridge import StepCallback
 from ..diffusion import GaussianDiffusion
-from ..restore import (Restorer, StepCallback, TiledDenoiser, build_network, network_spec, pad_to_multiple,
-                       resolve_device)
+from ..dist import resolve_device
+from ..restore import Restorer, TiledDenoiser, build_network, cropped_callback, network_spec, pad_to_multiple
+from ..samplers import check_eta
 from .ddnm import DDNMOptions, ddnm_sample, measurement
 from .networks import EpsDenoiser, make_eps_predictor
 from .palette import palette_sample
 
 SAMPLERS = ("ddpm", "implicit")  # DDIM with eta = 1 (DDPM ancestral), DDIM with the given eta
-
-
-def _cropped(callback: StepCallback | None, height: int, width: int) -> StepCallback | None:
-    if callback is None:
-        return None
-
-    def crop(prev_step: int, step: int, xt: Tensor, pred_x0: Tensor) -> None:
-        callback(prev_step, step, xt[..., :height, :width], pred_x0[..., :height, :width])
-
-    return crop
 
 
 class DiffusionRestorer(Restorer):
@@ -76,9 +68,7 @@ class DiffusionRestorer(Restorer):
             if eta is not None:
                 raise ValueError(f"eta applies to sampler=implicit only, got eta={eta} with sampler={sampler}")
             return 1.0
-        if eta is not None and not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
-        return float(self.implicit_eta if eta is None else eta)
+        return float(self.implicit_eta) if eta is None else check_eta(eta)
 
     def _eps_model(self, tile: int | None, tile_overlap: int | None):
         tile, tile_overlap = self.tiling(tile, tile_overlap)
@@ -110,7 +100,7 @@ class PaletteRestorer(DiffusionRestorer):
             x1 = (1.0 - mask) * x1 + mask * torch.randn(x1.shape, generator=generator, device=x1.device)
         predict = make_eps_predictor(model, x1, precision)
         out = palette_sample(predict, self.diffusion, x1, nfe, eta, mask, clip_denoise, generator,
-                             _cropped(callback, height, width))
+                             cropped_callback(callback, height, width))
         return out[..., :height, :width].to(device=images.device, dtype=images.dtype)
 
 
@@ -126,7 +116,6 @@ class DDNMRestorer(DiffusionRestorer):
                  default_nfe: int = 100, options: DDNMOptions = DDNMOptions()):
         super().__init__(denoiser, diffusion, task, image_size, default_nfe)
         self.options = options
-        self.implicit_eta = options.eta
         check_linear_task(task.get("degradation"), dict(task.get("params") or {}))
 
     def __repr__(self) -> str:
@@ -135,7 +124,11 @@ class DDNMRestorer(DiffusionRestorer):
     def set_options(self, **changes: Any) -> None:
         """Replace fields of :attr:`options` (:class:`DDNMOptions`), e.g. ``sigma_y=0.1, travel_repeat=2``."""
         self.options = replace(self.options, **changes)
-        self.implicit_eta = self.options.eta
+
+    @property
+    def implicit_eta(self) -> float:
+        """DDIM's η for ``sampler=implicit`` without ``eta``: DDNM's own (:attr:`options`)."""
+        return self.options.eta
 
     def operator_for(self, size: int, mask: Tensor | None):
         """The task's linear operator for (B, 3, size, size) images (and the masks of inpainting)."""
