@@ -28,6 +28,20 @@ class Pair:
     cond: Tensor | None
 
 
+def regression_loss(model: nn.Module, xt: Tensor, step: Tensor, cond: Tensor | None, target: Tensor,
+                    mask: Tensor | None, trainer: Any) -> Tensor:
+    """MSE of ``model(xt, step, cond)`` (autocast per ``trainer.precision``, float32 loss) to ``target``;
+    on the hole only when ``mask`` (B, 1, H, W) is given. ``xt``/``target`` (B, 3, H, W), ``step`` (B,)."""
+    if trainer.channels_last:
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    with autocast(xt.device, trainer.precision):
+        pred = model(xt, step, cond)
+    pred = pred.float()
+    if mask is not None:
+        pred, target = mask * pred, mask * target
+    return F.mse_loss(pred, target)
+
+
 class Method(Protocol):
     name: str
     n_steps: int
@@ -61,15 +75,7 @@ class BridgeMethod:
         x0, trainer = pair.x0, self.cfg.trainer
         step = torch.randint(0, self.n_steps, (x0.shape[0],), generator=g, device=x0.device)
         xt = self.bridge.q_sample(step, x0, pair.x1, ot_ode=self.cfg.task.ot_ode, generator=g)
-        label = self.bridge.target(step, x0, xt)
-        if trainer.channels_last:
-            xt = xt.contiguous(memory_format=torch.channels_last)
-        with autocast(x0.device, trainer.precision):
-            pred = model(xt, step, pair.cond)
-        pred = pred.float()
-        if pair.mask is not None:
-            pred, label = pair.mask * pred, pair.mask * label
-        return F.mse_loss(pred, label)
+        return regression_loss(model, xt, step, pair.cond, self.bridge.target(step, x0, xt), pair.mask, trainer)
 
     @torch.no_grad()
     def restore(self, model: nn.Module, pair: Pair, nfe: int, g: torch.Generator) -> Tensor:

@@ -15,13 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import degrade
-from ..denoiser import autocast
 from ..diffusion import GaussianDiffusion
-from ..methods import Pair
+from ..methods import Pair, regression_loss
 from .ddnm import DDNMOptions, ddnm_sample, measurement
 from .networks import EpsDenoiser, make_eps_predictor
 from .palette import palette_sample
@@ -58,14 +56,8 @@ class _EpsMethod:
         mask = pair.mask if self.conditional else None
         if mask is not None:  # Palette inpainting: clean known pixels in the input, loss on the hole
             xt = mask * xt + (1 - mask) * x0
-        if trainer.channels_last:
-            xt = xt.contiguous(memory_format=torch.channels_last)
-        with autocast(x0.device, trainer.precision):
-            pred = model(xt, step, degraded_image(pair) if self.conditional else None)
-        pred = pred.float()
-        if mask is not None:
-            pred, noise = mask * pred, mask * noise
-        return F.mse_loss(pred, noise)
+        cond = degraded_image(pair) if self.conditional else None
+        return regression_loss(model, xt, step, cond, noise, mask, trainer)
 
 
 class DDPMMethod(_EpsMethod):
