@@ -20,8 +20,8 @@ class Validator:
     The batch, its degradation and the sampler noise are fixed, so the logged ``val_psnr`` (at
     ``trainer.eval_nfe``) is comparable across evaluations. ``val_psnr_nfe1`` is the one-step restoration,
     close to the posterior mean E[x0 | x1]: the PSNR-optimal estimate, and the clearest sign of learning,
-    while samples at more NFE trade ~3 dB of PSNR for detail (an exact posterior sample has twice the MMSE). The grid ``run_dir/samples/step_{step:09d}.png`` has one row per image:
-    degraded | restored | clean.
+    while samples at more NFE trade ~3 dB of PSNR for detail (an exact posterior sample has twice the MMSE).
+    The grid ``run_dir/samples/step_{step:09d}.png`` has one row per image: degraded | restored | clean.
     """
 
     def __init__(self, cfg: TrainConfig, trainer: Any, deg: Any):

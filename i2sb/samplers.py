@@ -295,12 +295,12 @@ def multistep_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int
     for prev_step, step in _pairs(steps, progress, "I2SB multistep sampling"):
         pred_t = _predict(predict_x0, xt, step, clip_denoise)
         r, g, delta = ode_coefs(bridge, prev_step, step)
+        s_t = float(bridge.std_fwd[step] ** 2)
         pred_x0 = pred_t
         if history is not None:
             s_u, pred_u = history
-            s_t = float(bridge.std_fwd[step] ** 2)
             pred_x0 = pred_t + (1.0 - g) * delta / ((1.0 - r) * (s_u - s_t)) * (pred_t - pred_u)
-        history = (float(bridge.std_fwd[step] ** 2), pred_t)
+        history = (s_t, pred_t)
         xt = _keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
         if callback is not None:
             callback(prev_step, step, xt, pred_x0)

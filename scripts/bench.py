@@ -55,6 +55,13 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def device_sync(device: Any) -> Callable[[], None]:
+    """Waits for the device's queued work (CUDA); a no-op on the CPU, which runs synchronously."""
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -109,7 +116,7 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
     deg = build_degradation(cfg)
     size = cfg.model.image_size
     batch = {"x0": torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1}
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
 
     def step() -> None:
         trainer.train_step([batch], deg)
@@ -145,7 +152,7 @@ def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     size = cfg["image_size"]
     x1 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     predictor = make_predictor(denoiser, bridge, precision=precision)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     step = torch.full((args.batch,), 500, device=device)
     forward = summary(timed(lambda: predictor(x1, step), args.warmup, args.repeats, sync))
     rows = {"forward": forward}
@@ -183,7 +190,7 @@ def data_worker(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         x0 = next(loader)["x0"].to(device, non_blocking=True)
         deg(x0, generator=g)
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     times = timed(fetch, 3, max(args.repeats * 4, 20), sync)
     return {**summary(times), "batches_per_s": 1 / statistics.median(times)}
 
