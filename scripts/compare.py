@@ -165,7 +165,8 @@ def sweep(method: str, restorer: Restorer, batch: tuple, nfes: list[int], seed: 
     for nfe in nfes:
         start = time.perf_counter()
         generator = torch.Generator(device=restorer.device).manual_seed(seed)
-        out = restorer.restore(x1, nfe=nfe, mask=mask, generator=generator, **SAMPLING[method]).cpu()
+        out = restorer.restore(x1, nfe=nfe, mask=mask, generator=generator, precision="fp32",  # exact comparisons
+                               **SAMPLING[method]).cpu()
         keep[(method, nfe)] = out.clamp(-1, 1)
         rows.append(Row(method, nfe, *score(out, x0), time.perf_counter() - start))
         print(f"[compare] {LABELS[method]:8s} nfe={nfe:4d}  PSNR {rows[-1].psnr:6.2f}  SSIM {rows[-1].ssim:.4f}  "

@@ -7,7 +7,7 @@ Run with ``make demo`` (or ``.venv/bin/python scripts/demo.py``). For each task 
 2. writes held-out clean photographs (``chelsea`` and ``coffee``, never seen in training) and degrades them,
 3. restores them with ``i2sb-sample`` at NFE 1 (the one-step prediction) and NFE 10 (Algorithm 2),
 4. evaluates with ``i2sb-eval`` (PSNR/SSIM of the degraded input and of both restorations),
-5. writes ``runs/demo/<task>/side_by_side.png`` (rows: degraded | NFE 1 | NFE 10 | clean) and prints a table
+5. writes ``runs/demo/<task>/side_by_side.png`` (columns: degraded | NFE 1 | NFE 10 | clean) and prints a table
    (also saved as ``runs/demo/results.md``).
 
 Everything runs on the CPU by default in about ten minutes; ``--steps`` and ``--tasks`` trade time for quality,
