@@ -1,10 +1,18 @@
-"""i2sb: Image-to-Image Schrödinger Bridges (Liu et al., ICML 2023) for image restoration."""
+"""i2sb: Image-to-Image Schrödinger Bridges (Liu et al., ICML 2023) for image restoration.
+
+The package is layered; each layer imports only the ones listed before it (``tests/test_layers.py`` checks):
+
+``utils`` -> ``core``, ``nets``, ``degrade``, ``data``, ``evaluation`` -> ``baselines`` -> ``config`` ->
+``methods`` -> ``restoration`` -> ``training`` -> ``cli`` (and the public aliases ``i2sb.bridge``,
+``i2sb.unet``, ``i2sb.train``, ``i2sb.load``).
+"""
 
 __version__ = "0.1.0"
 
 
-def load(ckpt, device="cpu", use_ema=True, **model_overrides):
-    """A :class:`i2sb.restore.Restorer` from a run directory, checkpoint file or the authors' results/NAME/."""
-    from .restore import load as _load
+def __getattr__(name: str):
+    if name == "load":  # lazy: `import i2sb.core.bridge` must not import every layer above it
+        from .restoration.loading import load
 
-    return _load(ckpt, device=device, use_ema=use_ema, **model_overrides)
+        return load
+    raise AttributeError(f"module 'i2sb' has no attribute {name!r}")

@@ -2,16 +2,32 @@
 
 Configs are composed with Hydra's compose API from ``i2sb/configs`` (also reachable as ``configs/`` at
 the repository root), so config groups and overrides work as usual (``task=jpeg5 trainer.lr=1e-4``),
-while errors are reported as one line and a non-zero exit status instead of a stack trace.
+while errors are reported as one line and a non-zero exit status instead of a stack trace. Each entry
+point parses its arguments and calls one function of the layers below; nothing else lives here.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .evaluation import metrics
+from .evaluation.folders import EvaluationWarning, evaluate_folders
+from .evaluation.report import MAX_TABLE_ROWS, format_table
+from .restoration.folder import restore_folder
+from .training.loop import TrainingError, train
+from .utils.device import resolve_device
+from .utils.files import write_json
+from .utils.images import IMAGE_EXTENSIONS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 EXIT_USAGE = 2
@@ -19,11 +35,6 @@ EXIT_USAGE = 2
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose ``configs/{config_name}.yaml`` with Hydra overrides; one-line ``ValueError`` on failure."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return hydra_compose(config_name=config_name, overrides=overrides)
@@ -76,8 +87,6 @@ def _run(prog: str, config_name: str, argv: list[str], job: Callable[[DictConfig
 
 
 def _train_job(cfg: DictConfig) -> int:
-    from .train import TrainingError, train
-
     try:
         train(cfg)
     except TrainingError as err:
@@ -94,18 +103,86 @@ def train_main(argv: list[str] | None = None) -> None:
 
 def sample_main(argv: list[str] | None = None) -> None:
     """``i2sb-sample ckpt=RUN_OR_FILE input=DIR output=DIR [nfe=...] [key=value ...]``."""
-    from .restore import run_sample
-
     argv = sys.argv[1:] if argv is None else argv
-    sys.exit(_run("i2sb-sample", "sample", argv, run_sample))
+    sys.exit(_run("i2sb-sample", "sample", argv, restore_folder))
 
 
 def eval_main(argv: list[str] | None = None) -> None:
     """``i2sb-eval RESTORED [REFERENCE] [options]`` (argparse; see ``--help``)."""
-    from .evaluate import main
-
-    sys.exit(main(sys.argv[1:] if argv is None else argv))
+    sys.exit(run_eval(sys.argv[1:] if argv is None else argv))
 
 
-if __name__ == "__main__":
-    train_main()
+# ---------------------------------------------------------------------------- i2sb-eval
+DEFAULT_JSON_NAME = "metrics.json"  # written inside RESTORED; never an image name
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _weights_help(spec: metrics.WeightsSpec) -> str:
+    return f"{spec.what}:\n  get {spec.url}\n  then {spec.option} PATH, or ${spec.env_var}=PATH, or {spec.cache_path()}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="i2sb-eval",
+        description="PSNR/SSIM against REFERENCE, FID (clean-fid legacy_pytorch), ResNet-50 top-1 accuracy.",
+        epilog="Weights are read from local files, never downloaded.\n"
+        + "\n".join(_weights_help(s) for s in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the URLs on one line
+    )
+    add = p.add_argument
+    add("restored", type=Path, help="folder of restored images")
+    add("reference", type=Path, nargs="?", help="folder of clean images; pairs share the relative path")
+    add("--fid-ref", type=Path, help="FID reference: .npz with mu/sigma (clean-fid or ADM) or image folder")
+    add("--labels", type=Path, help="text/CSV file of NAME,CLASS_INDEX lines (enables accuracy)")
+    add("--inception", type=Path, help=f"{metrics.INCEPTION_WEIGHTS.filename} (clean-fid legacy_pytorch)")
+    add("--resnet", type=Path, help=f"torchvision ResNet-50 state_dict, {metrics.RESNET50_WEIGHTS.filename}")
+    add("--no-fid", action="store_true", help="do not compute FID")
+    add("--json", type=Path, help=f"metrics file to write (default: RESTORED/{DEFAULT_JSON_NAME})")
+    add("--no-json", action="store_true", help="write no metrics file")
+    add("--per-image", action="store_true", help=f"list every image (default: only up to {MAX_TABLE_ROWS})")
+    add("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    add("--batch-size", type=_positive_int, default=32)
+    return p
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"i2sb-eval: warning: {message}", file=sys.stderr)
+
+
+def _evaluate(args: argparse.Namespace) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", EvaluationWarning)
+        warnings.showwarning = _print_warning  # one line per skipped file, restored on exit
+        return evaluate_folders(
+            args.restored, args.reference, fid_ref=args.fid_ref, labels=args.labels,
+            inception=args.inception, resnet=args.resnet, fid=not args.no_fid,
+            device=resolve_device(args.device), batch_size=args.batch_size,
+        )  # fmt: skip
+
+
+def run_eval(argv: list[str]) -> int:
+    """``i2sb-eval RESTORED [REFERENCE] [options]``; returns the exit status (0 ok, 1 bad input, 2 usage)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed the usage or help
+        return int(exit_.code or 0)
+    json_path = args.json if args.json is not None else args.restored / DEFAULT_JSON_NAME
+    try:
+        if not args.no_json and json_path.suffix.lower() in IMAGE_EXTENSIONS:  # checked before the long run
+            raise ValueError(f"refusing to write metrics to {json_path}: it has an image extension")
+        result = _evaluate(args)
+        if not args.no_json:
+            write_json(result, json_path)
+    except (OSError, ValueError, RuntimeError) as err:
+        message = str(err).strip().splitlines() or [type(err).__name__]
+        print(f"i2sb-eval: error: {message[0]}", file=sys.stderr)
+        return 1
+    print(format_table(result, per_image=args.per_image))
+    if not args.no_json:
+        print(f"metrics written to {json_path}")
+    return 0

@@ -96,9 +96,11 @@ def model_config(name: str, size: int | None) -> dict[str, Any]:
 def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from i2sb import dist as dist_lib
     from i2sb.config import to_train_config
-    from i2sb.train import Trainer, build_degradation
+    from i2sb.methods import task_degradation
+    from i2sb.training.dist import DistInfo
+    from i2sb.training.trainer import Trainer
+    from i2sb.utils.device import resolve_device
 
     import yaml
 
@@ -111,16 +113,15 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
         "model": model, "data": {"kind": "demo"}, "trainer": trainer_cfg,
         "run_dir": "/tmp/i2sb-bench", "device": args.device, "logging": {"progress": False},
     })
-    device = dist_lib.resolve_device(args.device)
-    trainer = Trainer(cfg, dist_lib.DistInfo(device=device))
-    deg = build_degradation(cfg)
+    device = resolve_device(args.device)
+    trainer = Trainer(cfg, DistInfo(device=device))
+    deg = task_degradation(trainer.cfg.task, trainer.cfg.data.image_size)
     size = cfg.model.image_size
     batch = {"x0": torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1}
     sync = device_sync(device)
 
     def step() -> None:
         trainer.train_step([batch], deg)
-        trainer.step += 1
 
     base_rss = rss_mb()  # model, EMA copy and the batch exist; activations, gradients, Adam state do not yet
     if device.type == "cuda":
@@ -135,8 +136,8 @@ def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     import torch
 
     from i2sb.bridge import Bridge
-    from i2sb.denoiser import Denoiser, make_predictor
-    from i2sb.dist import resolve_device
+    from i2sb.core.denoiser import Denoiser, make_predictor
+    from i2sb.utils.device import resolve_device
     from i2sb.unet import UNet
 
     device = resolve_device(args.device)
@@ -177,7 +178,7 @@ def data_worker(args: argparse.Namespace, workers: int) -> dict[str, Any]:
 
     from i2sb import degrade
     from i2sb.data import build_dataset, infinite_loader
-    from i2sb.dist import resolve_device
+    from i2sb.utils.device import resolve_device
 
     device = resolve_device(args.device)
     size = args.size or model_config(args.model, None)["image_size"]
@@ -201,13 +202,13 @@ def quality_worker(args: argparse.Namespace) -> dict[str, Any]:
     import i2sb
     from i2sb import degrade
     from i2sb.data import DemoImages
-    from i2sb.metrics import psnr
+    from i2sb.evaluation.metrics import psnr
 
     restorer = i2sb.load(args.ckpt, device=args.device)
     size = restorer.image_size
     val = DemoImages(size, "val")
     x0 = torch.stack([val[i]["x0"] for i in range(len(val))]).to(restorer.device)
-    x1, mask = degrade.build(restorer.task["degradation"], size)(x0, generator=torch.Generator().manual_seed(0))
+    x1, mask = degrade.build(restorer.task.degradation, size)(x0, generator=torch.Generator().manual_seed(0))
     out: dict[str, Any] = {"images": len(val), "psnr_input": float(psnr(x1.clamp(-1, 1), x0).mean())}
     for nfe in sorted({1, args.quality_nfe}):
         restored = {}

@@ -40,12 +40,12 @@ import torch
 from torchvision.utils import make_grid
 
 from i2sb import degrade
-from i2sb.baselines import load_ddnm
 from i2sb.cli import compose
-from i2sb.data import build_dataset, save_image
-from i2sb.metrics import psnr, ssim
-from i2sb.restore import Restorer, load
+from i2sb.data import build_dataset
+from i2sb.evaluation.metrics import psnr, ssim
+from i2sb.restoration import Restorer, load, load_ddnm
 from i2sb.train import train
+from i2sb.utils.images import save_image
 
 METHODS = ("i2sb", "palette", "ddnm")
 TRAINED_AS = {"i2sb": "i2sb", "palette": "palette", "ddnm": "ddpm"}  # the i2sb-train method of each

@@ -29,7 +29,8 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from i2sb import degrade
-from i2sb.data import demo_photos, load_image, save_image, write_demo_folder
+from i2sb.data import demo_photos, write_demo_folder
+from i2sb.utils.images import load_image, save_image
 
 BIN = Path(sys.executable).parent
 DEMO_NET = ["model.model_channels=32", "model.num_res_blocks=1"]  # model=small slimmed to 1.4M parameters

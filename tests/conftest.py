@@ -1,7 +1,11 @@
-"""Shared test settings: small thread count and deterministic seeds for a 2-core CI machine."""
+"""Shared test settings: a small thread count and deterministic seeds for a 2-core CI machine."""
+
+import os
 
 import pytest
 import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)

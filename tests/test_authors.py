@@ -12,6 +12,7 @@ import copy
 import io
 import pickle
 import pickletools
+import sys
 from argparse import Namespace
 from pathlib import Path, PosixPath
 
@@ -22,9 +23,14 @@ from PIL import Image
 from torch import nn
 
 import i2sb
-from i2sb.authors import CORRUPTIONS, infer_unet_kwargs, read_options, task_from_options
 from i2sb.cli import sample_main
+from i2sb.config import TaskConfig
+from i2sb.nets.guided_diffusion import infer_unet_kwargs
+from i2sb.restoration.authors import CORRUPTIONS, read_options, task_from_options
 from i2sb.unet import UNet, adm256_kwargs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import perturb  # noqa: E402
 
 ARCH = dict(image_size=16, model_channels=32, out_channels=3, num_res_blocks=1, attention_resolutions=(2,),
             channel_mult=(1, 2), num_head_channels=64, use_scale_shift_norm=True, resblock_updown=True)
@@ -36,13 +42,6 @@ class Image256NetLike(nn.Module):
     def __init__(self, unet: UNet):
         super().__init__()
         self.diffusion_model = unet
-
-
-def perturb(module: nn.Module, scale: float, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
 
 
 def authors_options(corrupt: str = "jpeg-5", **changes) -> dict:
@@ -152,9 +151,9 @@ def test_task_and_size_come_from_the_options(tmp_path):
     options = authors_options("blur-uni", beta_max=1.0, interval=200, t0=1e-3, T=0.9, name="deblur")
     write_authors_dir(tmp_path / "r", options)
     restorer = i2sb.load(tmp_path / "r" / "latest.pt")  # the file works as well as its folder
-    assert restorer.task == {"name": "deblur", "degradation": "blur_uni", "beta_max": 1.0, "ot_ode": True,
-                             "cond_x1": False, "add_x1_noise": False, "n_steps": 200, "t0": 1e-3, "T": 0.9}
-    assert restorer.image_size == 16 and restorer.bridge.n_steps == 200
+    assert restorer.task == TaskConfig(name="deblur", degradation="blur_uni", beta_max=1.0, ot_ode=True,
+                                       cond_x1=False, add_x1_noise=False, n_steps=200, t0=1e-3, T=0.9)
+    assert restorer.image_size == 16 and restorer.algorithm.bridge.n_steps == 200
     torch.testing.assert_close(restorer.denoiser.noise_levels, torch.linspace(1e-3, 0.9, 200) * 200)
 
 
@@ -288,9 +287,9 @@ def test_unpickler_refuses_a_reduce_exploit_in_a_checkpoint_dir(tmp_path, capsys
 
 def test_corruption_names_map_to_tasks():
     for corrupt, task in CORRUPTIONS.items():
-        assert task_from_options(authors_options(corrupt), "o")["degradation"] == task
+        assert task_from_options(authors_options(corrupt), "o").degradation == task
     assert CORRUPTIONS["sr4x-pool"] == "sr4x_pool" and CORRUPTIONS["inpaint-freeform2030"] == "inpaint_freeform2030"
-    assert task_from_options(authors_options("something-new"), "o")["degradation"] is None
+    assert task_from_options(authors_options("something-new"), "o").degradation is None
     with pytest.raises(ValueError, match="'interval' is missing"):
         task_from_options({"beta_max": 0.3}, "o.pkl")
 
@@ -319,7 +318,7 @@ def test_broken_authors_checkpoints_are_one_line_errors(tmp_path):
             pickle.dump(Namespace(**{**options, "cond_x1": name == "cond"}), f)
         with pytest.raises(ValueError, match=text):
             i2sb.load(folder)
-    assert i2sb.load(tmp_path / "no-ema", use_ema=False).task["degradation"] == "jpeg5"
+    assert i2sb.load(tmp_path / "no-ema", use_ema=False).task.degradation == "jpeg5"
 
 
 def test_unknown_head_layout_asks_for_an_override(tmp_path):

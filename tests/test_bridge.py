@@ -4,6 +4,7 @@ Fixture ``bridge_authors.npz``: coefficient tables, step lists and OT-ODE sample
 authors' ``i2sb/diffusion.py`` (see tests/fixtures/README.md).
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 import torch
 
 from i2sb.bridge import Bridge, Trajectory, space_indices, symmetric_betas
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import toy_predictor  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bridge_authors.npz"
 
@@ -258,11 +262,6 @@ def test_corollary_3_5_constant_beta_gives_ot_displacement():
 
 
 # ---------------------------------------------------------------- Algorithm 2 vs the authors
-def toy_predictor(xt, step):
-    s = step.to(xt.dtype).view(-1, 1, 1, 1) / 1000.0
-    return torch.tanh(0.7 * xt) * (1 - s) + 0.1 * s
-
-
 @pytest.mark.parametrize("beta_max", [0.3, 1.0])
 @pytest.mark.parametrize("nfe", [1, 3, 10])
 def test_sampler_matches_authors_ot_ode(ref, beta_max, nfe):

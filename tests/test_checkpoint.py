@@ -9,23 +9,24 @@ import time
 import pytest
 import torch
 
-from i2sb import checkpoint as ckpt_io
+from i2sb.utils.files import remove_temp_files
+from i2sb.utils.torchfile import load_torch, save_torch
 
 WRITER = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from i2sb.checkpoint import save_atomic
+from i2sb.utils.torchfile import save_torch
 path, i = sys.argv[1], 0
 print("ready", flush=True)
 while True:
     i += 1
-    save_atomic({{"step": i, "blob": torch.full((4_000_000,), float(i))}}, path)
+    save_torch({{"step": i, "blob": torch.full((4_000_000,), float(i))}}, path)
 """
 
 
 def test_kill_during_write_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "latest.pt"
-    ckpt_io.save_atomic({"step": 0, "blob": torch.zeros(4_000_000)}, path)
+    save_torch({"step": 0, "blob": torch.zeros(4_000_000)}, path)
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(root=str(os.getcwd())))
     steps = set()
@@ -35,27 +36,27 @@ def test_kill_during_write_leaves_a_loadable_checkpoint(tmp_path):
         time.sleep(delay)  # mid-way through one of the ~16 MB writes
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        state = ckpt_io.load_file(path)
+        state = load_torch(path)
         assert torch.all(state["blob"] == float(state["step"]))
         steps.add(state["step"])
     assert len(steps) > 1  # the writer really was overwriting the file when it was killed
-    leftovers = ckpt_io.cleanup_temp_files(tmp_path)
+    leftovers = remove_temp_files(tmp_path)
     assert not list(tmp_path.glob(".*.tmp")) and all(not p.exists() for p in leftovers)
 
 
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.pt: checkpoint file not found"):
-        ckpt_io.load_file(tmp_path / "nope.pt")
+        load_torch(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"this is not a checkpoint")
     with pytest.raises(ValueError, match=r"bad\.pt: cannot read checkpoint") as err:
-        ckpt_io.load_file(bad)
+        load_torch(bad)
     assert "\n" not in str(err.value)
     truncated = tmp_path / "trunc.pt"
     torch.save({"w": torch.randn(1000)}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:500])
     with pytest.raises(ValueError, match=r"trunc\.pt: cannot read checkpoint"):
-        ckpt_io.load_file(truncated)
+        load_torch(truncated)
 
 
 def test_code_pickles_are_refused(tmp_path):
@@ -66,4 +67,4 @@ def test_code_pickles_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, path)
     with pytest.raises(ValueError, match=r"evil\.pt: cannot read checkpoint"):
-        ckpt_io.load_file(path)
+        load_torch(path)

@@ -9,7 +9,7 @@ from helpers import group
 from i2sb import degrade
 from i2sb.cli import compose, group_options, train_main
 from i2sb.config import to_train_config
-from i2sb.train import build_unet
+from i2sb.training.trainer import build_unet
 
 TASKS = group_options("task")
 MODELS = group_options("model")

@@ -13,8 +13,9 @@ from PIL import Image
 
 from i2sb.data import (
     DATASETS, DEMO_PHOTOS, DEMO_SPLIT, DemoImages, ImageFolder, PairedFolders, build_dataset, demo_photos,
-    infinite_loader, list_images, load_image, save_image, write_demo_folder,
+    infinite_loader, write_demo_folder,
 )
+from i2sb.utils.images import list_images, load_image, save_image
 
 
 def _photo(height: int, width: int, seed: int) -> np.ndarray:

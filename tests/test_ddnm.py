@@ -14,13 +14,14 @@ from PIL import Image
 
 import i2sb
 from i2sb import degrade
-from i2sb.baselines import (DDNMOptions, DDNMRestorer, ddnm_sample, load_adm_prior, load_ddnm, measurement,
-                            network_calls, spectrum, travel_schedule)
+from i2sb.baselines import DDNMOptions, ddnm_sample, measurement, network_calls, spectrum, travel_schedule
 from i2sb.baselines.ddnm import DDNMStep, plus_coefs
+from i2sb.baselines.gaussian import GaussianDataEps, GaussianDiffusion
 from i2sb.cli import sample_main
-from i2sb.diffusion import GaussianDataEps, GaussianDiffusion
+from i2sb.restoration import load_ddnm, load_denoiser
 from i2sb.train import train
 from i2sb.unet import UNet
+from i2sb.utils.images import save_image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import group, tiny_config  # noqa: E402
@@ -200,13 +201,14 @@ def test_load_adm_prior_uses_the_eps_channels_at_adm_time(tmp_path):
         for p in adm.parameters():
             p.add_(0.05 * torch.randn_like(p))
     torch.save(adm.state_dict(), tmp_path / "adm.pt")
-    prior = load_adm_prior(tmp_path / "adm.pt", num_head_channels=kwargs["num_head_channels"], image_size=16)
+    prior = load_denoiser(tmp_path / "adm.pt", num_head_channels=kwargs["num_head_channels"], image_size=16)
     x = torch.randn(2, 3, 16, 16)
     step = torch.tensor([1, 1000])  # our 1-based states are ADM's timesteps 0 and 999
     with torch.no_grad():
         torch.testing.assert_close(prior(x, step), adm(x, torch.tensor([0.0, 999.0]))[:, :3])
     restorer = load_ddnm(tmp_path / "adm.pt", task="inpaint_center", num_head_channels=32, image_size=16)
-    assert isinstance(restorer, DDNMRestorer) and restorer.bridge.n_steps == 1000 and restorer.default_nfe == 100
+    assert restorer.algorithm.name == "DDNM" and restorer.algorithm.diffusion.n_steps == 1000
+    assert restorer.default_nfe == 100
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +222,7 @@ def ddpm_run(tmp_path_factory) -> Path:
 
 def test_a_ddpm_run_restores_with_ddnm_consistently(ddpm_run):
     restorer = i2sb.load(ddpm_run)
-    assert isinstance(restorer, DDNMRestorer) and restorer.task["degradation"] == "sr4x_pool"
+    assert restorer.algorithm.name == "DDNM" and restorer.task.degradation == "sr4x_pool"
     x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)) * 2 - 1
     op, x1 = operator_and_x1("sr4x_pool", 16, x0)
     for sampler, eta in (("ddpm", None), ("implicit", 0.3)):
@@ -240,10 +242,10 @@ def test_cli_ddnm_with_a_prior(ddpm_run, tmp_path, capsys):
     hole = np.zeros((16, 16), np.uint8)
     hole[4:12, 4:12] = 255
     for i in range(2):
-        i2sb.data.save_image(x1[i], tmp_path / "in" / f"im{i}.png")
+        save_image(x1[i], tmp_path / "in" / f"im{i}.png")
         Image.fromarray(hole).save(tmp_path / "mask" / f"im{i}.png")
     with pytest.raises(SystemExit) as done:
-        sample_main(["method=ddnm", f"prior={ddpm_run}", "task=inpaint_center", f"input={tmp_path / 'in'}",
+        sample_main(["baseline=ddnm", f"prior={ddpm_run}", "task=inpaint_center", f"input={tmp_path / 'in'}",
                      f"output={tmp_path / 'out'}", f"mask={tmp_path / 'mask'}", "nfe=3", "progress=false",
                      "ddnm.travel_length=1", "ddnm.travel_repeat=2"])
     assert done.value.code == 0, capsys.readouterr().err
@@ -252,6 +254,6 @@ def test_cli_ddnm_with_a_prior(ddpm_run, tmp_path, capsys):
         known = np.asarray(Image.open(tmp_path / "in" / f"im{i}.png"))
         assert out.shape == (16, 16, 3) and np.array_equal(out[hole == 0], known[hole == 0])
     with pytest.raises(SystemExit) as done:
-        sample_main(["method=ddnm", f"prior={ddpm_run}", "task=jpeg5", f"input={tmp_path / 'in'}",
+        sample_main(["baseline=ddnm", f"prior={ddpm_run}", "task=jpeg5", f"input={tmp_path / 'in'}",
                      f"output={tmp_path / 'o2'}", "progress=false"])
     assert done.value.code == 2 and "linear" in capsys.readouterr().err

@@ -22,7 +22,9 @@ def test_torchrun_two_ranks_sync_weights_and_split_data(tmp_path):
     # 8 / (2 ranks x 2) = 2 microbatches per step, 3 steps
     assert len(r0["seen"]) == len(r1["seen"]) == 6
     assert not torch.isclose(r0["seen"], r1["seen"]).any()
-    # the weights moved away from the initialisation, and rank 0 wrote the shared checkpoint
+    # the weights moved away from the (shared) initialisation, and rank 0 wrote the shared checkpoint
+    assert all(torch.equal(r0["initial"][k], r1["initial"][k]) for k in r0["initial"])
+    assert not all(torch.equal(r0["initial"][k], r0["model"][k]) for k in r0["model"])
     latest = torch.load(tmp_path / "latest.pt", weights_only=True)
     assert latest["step"] == 3
     assert all(torch.equal(latest["model"][k], r0["model"][k]) for k in r0["model"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from i2sb.diffusion import GaussianDataEps, GaussianDiffusion, adm_linear_betas
+from i2sb.baselines.gaussian import GaussianDataEps, GaussianDiffusion, adm_linear_betas
 
 
 def test_adm_linear_schedule():

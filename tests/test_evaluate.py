@@ -8,8 +8,10 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from i2sb import evaluate, metrics
-from i2sb.evaluate import EvaluationWarning, evaluate_folders, main
+from i2sb.cli import run_eval as main
+from i2sb.evaluation import folders as evaluate
+from i2sb.evaluation import metrics, report
+from i2sb.evaluation.folders import EvaluationWarning, evaluate_folders
 
 H, W = 24, 32
 NAMES = ["a", "b", "sub/c", "sub/d", "e", "f"]  # reference "b" is a .bmp, the rest .png
@@ -276,7 +278,7 @@ def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
 
 def test_cli_no_json_and_summary_only_for_many_images(folders, tmp_path, monkeypatch, capsys):
     restored, reference = folders
-    monkeypatch.setattr(evaluate, "MAX_TABLE_ROWS", 3)
+    monkeypatch.setattr(report, "MAX_TABLE_ROWS", 3)
     assert main([str(restored), str(reference), "--no-fid", "--no-json"]) == 0
     out = capsys.readouterr().out
     assert "sub/c" not in out and "images     6 (6 paired" in out and not (restored / "metrics.json").exists()

@@ -6,11 +6,16 @@ import pytest
 import torch
 from helpers import tiny_config
 
-from i2sb import dist as dist_lib
 from i2sb.config import to_train_config
-from i2sb.train import Trainer, build_degradation, make_pair, step_generator
+from i2sb.methods import make_pair, task_degradation
+from i2sb.training.dist import DistInfo
+from i2sb.training.trainer import Trainer, step_generator
 
-CPU = dist_lib.DistInfo(device=torch.device("cpu"))
+CPU = DistInfo(device=torch.device("cpu"))
+
+
+def degradation(cfg):
+    return task_degradation(cfg.task, cfg.data.image_size)
 
 
 def perturbed_trainer(tmp_path, **trainer) -> Trainer:
@@ -26,7 +31,7 @@ def perturbed_trainer(tmp_path, **trainer) -> Trainer:
 def loss_and_grads(t: Trainer) -> tuple[torch.Tensor, list[torch.Tensor]]:
     x0 = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
     g = step_generator(0, 0, 0, CPU.device)
-    pair = make_pair({"x0": x0}, build_degradation(t.cfg), t.cfg, g, CPU.device)
+    pair = make_pair({"x0": x0}, degradation(t.cfg), t.cfg.task, g, CPU.device)
     t.unet.zero_grad()
     loss = t.method.loss(t.model, pair, g)
     loss.backward()
@@ -60,11 +65,10 @@ def test_fused_adamw_equals_foreach(tmp_path):
     states, grads = [], []
     for fused in (False, True):
         t = perturbed_trainer(tmp_path / str(fused), fused_optimizer=fused)
-        deg = build_degradation(t.cfg)
+        deg = degradation(t.cfg)
         x0 = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
         for _ in range(3):
             t.train_step([{"x0": x0}], deg)
-            t.step += 1
         states.append(t.unet.state_dict())
         grads.append({n: p.grad for n, p in t.unet.named_parameters()})
     lr = t.cfg.trainer.lr
@@ -106,7 +110,7 @@ def test_torch_compile_matches_eager(tmp_path):
 
 
 def test_bf16_group_norm_mixed_kernel_equals_float32_path():
-    from i2sb.unet import GroupNorm32
+    from i2sb.nets.unet import GroupNorm32
 
     gn = GroupNorm32(64)
     with torch.no_grad():
@@ -120,14 +124,14 @@ def test_bf16_group_norm_mixed_kernel_equals_float32_path():
 
 
 def test_auto_precision_resolves_per_device(tmp_path, monkeypatch):
-    from i2sb import denoiser
+    from i2sb.core import precision
 
-    assert denoiser.resolve_precision("fp16", "cpu") == "fp16"
-    monkeypatch.setattr(denoiser, "native_bf16", lambda device: True)
-    assert denoiser.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(denoiser, "native_bf16", lambda device: False)
-    assert denoiser.resolve_precision("auto", "cpu") == "fp32"
+    assert precision.resolve_precision("fp16", "cpu") == "fp16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(ValueError, match="precision"):
-        denoiser.resolve_precision("fp8", "cpu")
+        precision.resolve_precision("fp8", "cpu")
     t = Trainer(to_train_config(tiny_config(tmp_path, trainer={"precision": "auto"})), CPU)
     assert t.cfg.trainer.precision == "fp32"  # resolved for this device when the trainer is built

@@ -12,7 +12,7 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.metrics import structural_similarity
 
-from i2sb import metrics
+from i2sb.evaluation import metrics
 
 
 def _nchw(img: np.ndarray) -> torch.Tensor:

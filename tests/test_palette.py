@@ -14,14 +14,15 @@ from PIL import Image
 from torch import nn
 
 import i2sb
-from i2sb.baselines import EpsDenoiser, PaletteRestorer, palette_sample
-from i2sb.baselines.methods import DDPMMethod, PaletteMethod
+from i2sb import degrade
+from i2sb.baselines import EpsDenoiser, GaussianDiffusion, palette_sample
 from i2sb.cli import sample_main
 from i2sb.config import to_train_config
-from i2sb.diffusion import GaussianDiffusion
-from i2sb.dist import DistInfo
-from i2sb.methods import Pair, build_method
-from i2sb.train import Trainer, train
+from i2sb.methods import EpsMethod, Pair, build_method
+from i2sb.train import train
+from i2sb.training.dist import DistInfo
+from i2sb.training.trainer import Trainer
+from i2sb.training.validation import validation_restorer
 from i2sb.unet import UNet
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -82,13 +83,18 @@ def _pair(mask: bool) -> Pair:
     return Pair(x0, x1, m if mask else None, None)
 
 
+def _config(method: str, task: str = "inpaint_center"):
+    return to_train_config({**tiny_config("unused", task=task), "method": method})
+
+
 def _method(method: str, task: str = "inpaint_center"):
-    return build_method(to_train_config({**tiny_config("unused", task=task), "method": method}))
+    cfg = _config(method, task)
+    return build_method(cfg.method, cfg.task)
 
 
 def test_palette_loss_is_eps_prediction_on_the_hole_with_clean_known_input():
     method = _method("palette")
-    assert isinstance(method, PaletteMethod) and method.in_channels == 6
+    assert isinstance(method, EpsMethod) and method.name == "palette" and method.in_channels == 6
     pair = _pair(mask=True)
     spy = Spy()
     loss = method.loss(spy, pair, torch.Generator().manual_seed(4))
@@ -110,7 +116,7 @@ def test_palette_loss_is_eps_prediction_on_the_hole_with_clean_known_input():
 
 def test_ddpm_loss_is_unconditional_and_ignores_x1():
     method = _method("ddpm", task="sr4x_pool")
-    assert isinstance(method, DDPMMethod) and method.in_channels == 3
+    assert isinstance(method, EpsMethod) and method.name == "ddpm" and method.in_channels == 3
     pair = _pair(mask=False)
     spy = Spy()
     loss = method.loss(spy, pair, torch.Generator().manual_seed(5))
@@ -120,12 +126,15 @@ def test_ddpm_loss_is_unconditional_and_ignores_x1():
 
 @pytest.mark.parametrize("task", ["sr4x_pool", "jpeg5"])
 def test_ddpm_validation_restores_with_ddnm_or_samples_the_prior(task):
-    """The Validator calls method.restore: DDNM for a linear task (consistent with y), prior samples otherwise."""
-    method = _method("ddpm", task=task)
+    """The Validator's restorer: DDNM for a linear task (consistent with y), prior samples otherwise."""
+    cfg = _config("ddpm", task=task)
+    unet = UNet(in_channels=3, **cfg.model.unet_kwargs())
+    restorer = validation_restorer(cfg, EpsDenoiser(unet).eval())
+    assert restorer.algorithm.name == ("DDNM" if task == "sr4x_pool" else "prior samples")
     x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)) * 2 - 1
-    deg = method.degradation()
+    deg = degrade.build(task, 16)
     x1, _ = deg(x0)
-    out = method.restore(Spy(), Pair(x0, x1, None, None), 3, torch.Generator().manual_seed(0))
+    out = restorer.restore(x1, nfe=3, generator=torch.Generator().manual_seed(0))
     assert out.shape == x0.shape and bool(torch.isfinite(out).all())
     if deg.is_linear:
         op = deg.operator()
@@ -174,7 +183,7 @@ def palette_run(tmp_path_factory) -> Path:
 
 def test_a_palette_run_loads_and_restores(palette_run):
     restorer = i2sb.load(palette_run)
-    assert isinstance(restorer, PaletteRestorer) and restorer.denoiser.net.in_channels == 6
+    assert restorer.algorithm.name == "Palette" and restorer.denoiser.net.in_channels == 6
     x1 = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(6)) * 2 - 1  # any size (padded)
     mask = torch.zeros(1, 1, 16, 24)
     mask[..., 4:12, 6:18] = 1

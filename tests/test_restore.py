@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,18 @@ from PIL import Image
 from torch import nn
 
 import i2sb
-from i2sb import checkpoint as ckpt_io
-from i2sb.bridge import Bridge
 from i2sb.cli import sample_main
 from i2sb.config import to_container, to_train_config
-from i2sb.denoiser import Denoiser, make_predictor
-from i2sb.restore import Restorer, TiledDenoiser, pad_to_multiple, tile_starts
-from i2sb.train import build_unet
+from i2sb.core.denoiser import make_predictor
+from i2sb.restoration.checkpoints import FORMAT, LATEST, VERSION
+from i2sb.restoration.folder import log_steps
+from i2sb.restoration.tiling import TiledDenoiser, pad_to_multiple, tile_starts
+from i2sb.train import train
+from i2sb.training.trainer import build_unet
+from i2sb.utils.torchfile import save_torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import bridge_restorer, perturb  # noqa: E402
 
 CONFIGS = Path(i2sb.__file__).parent / "configs"
 TINY = yaml.safe_load((CONFIGS / "model" / "tiny.yaml").read_text())  # 16 px, channel_mult [1, 1]
@@ -37,14 +43,6 @@ def train_config(task: dict | None = None, **model) -> dict:
     }
 
 
-def perturb(module: nn.Module, scale: float, seed: int) -> None:
-    """Add noise to every parameter (the zero-initialised output layers included)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
-
-
 def write_run(run_dir: Path, task: dict | None = None, random: bool = True, ema_shift: float = 0.05, **model) -> Path:
     """An i2sb run directory (config.yaml + latest.pt) whose EMA weights differ from the raw ones."""
     cfg = to_train_config(train_config(task, **model))
@@ -56,10 +54,10 @@ def write_run(run_dir: Path, task: dict | None = None, random: bool = True, ema_
     ema.load_state_dict(unet.state_dict())
     if ema_shift:
         perturb(ema, ema_shift, seed=2)
-    ckpt = {"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "step": 2, "model": unet.state_dict(),
+    ckpt = {"format": FORMAT, "version": VERSION, "step": 2, "model": unet.state_dict(),
             "ema": {"decay": 0.99, "num_updates": 2, "warmup": True, "state_dict": ema.state_dict()},
             "config": to_container(cfg)}
-    ckpt_io.save_atomic(ckpt, run_dir / ckpt_io.LATEST)
+    save_torch(ckpt, run_dir / LATEST)
     return run_dir
 
 
@@ -117,7 +115,8 @@ def test_pad_to_multiple_reflects_and_crops_back():
     assert torch.equal(padded[..., :5, 7], x[..., :, 5])
     tiny = pad_to_multiple(x[..., :2, :2], 8)  # too small to reflect: edge replication
     assert tiny.shape[-2:] == (8, 8) and torch.equal(tiny[..., 7, 7], x[..., 1, 1])
-    assert pad_to_multiple(x[..., :4, :4], 4) is not None and pad_to_multiple(x[..., :4, :4], 4).shape[-1] == 4
+    aligned = x[..., :4, :4]
+    assert pad_to_multiple(aligned, 4) is aligned  # already a multiple: returned as it is, no copy
 
 
 @pytest.mark.parametrize("size,tile,overlap", [(40, 16, 4), (37, 16, 8), (16, 16, 4), (100, 32, 0), (33, 32, 8)])
@@ -167,10 +166,8 @@ class PointwiseNet(nn.Module):
         return torch.tanh(self.conv(x) * (1 + t[:, None, None, None] / 100))
 
 
-def pointwise_restorer(task: dict | None = None) -> Restorer:
-    t = {"name": "p", "degradation": None, "beta_max": 0.3, "ot_ode": False, "cond_x1": False,
-         "add_x1_noise": False, "n_steps": 100, "t0": 1e-4, "T": 1.0, **(task or {})}
-    return Restorer(Denoiser(PointwiseNet(), 100).eval(), Bridge.symmetric(100, 0.3), t, image_size=16)
+def pointwise_restorer(**task):
+    return bridge_restorer(PointwiseNet(), **task)
 
 
 @pytest.mark.parametrize("ot_ode", [True, False])
@@ -210,16 +207,14 @@ class CondNet(PointwiseNet):
 
 def test_cond_x1_and_add_x1_noise_follow_the_authors_order():
     net = CondNet()
-    task = {"name": "c", "degradation": None, "beta_max": 0.3, "ot_ode": False, "cond_x1": True,
-            "add_x1_noise": True, "n_steps": 100, "t0": 1e-4, "T": 1.0}
-    denoiser = Denoiser(net, 100, cond_x1=True).eval()
-    restorer = Restorer(denoiser, Bridge.symmetric(100, 0.3), task, image_size=16)
+    restorer = bridge_restorer(net, cond_x1=True, add_x1_noise=True)
+    bridge, denoiser = restorer.algorithm.bridge, restorer.denoiser
     x1 = torch.rand(1, 3, 16, 16) * 2 - 1
     out = restorer.restore(x1, nfe=3, generator=torch.Generator().manual_seed(9), precision="fp32")
     assert len(net.seen) == 3 and all(torch.equal(c, x1) for c in net.seen)  # cond = the degraded input
     g = torch.Generator().manual_seed(9)
     noisy = x1 + torch.randn(x1.shape, generator=g)  # then x1 += N(0, I), seeded
-    expected = restorer.bridge.sample(make_predictor(denoiser, restorer.bridge, cond=x1), noisy, 3, generator=g)
+    expected = bridge.sample(make_predictor(denoiser, bridge, cond=x1), noisy, 3, generator=g)
     torch.testing.assert_close(out, expected)
 
 
@@ -261,11 +256,10 @@ def test_save_traj_has_one_frame_per_logged_step(tmp_path, capsys, fmt):
 
 
 def test_trajectory_log_steps_match_the_authors():
-    from i2sb.restore_folder import log_steps
-
     restorer = pointwise_restorer()
-    assert log_steps(restorer, 6, 4) == [restorer.bridge.timesteps(6)[i] for i in (0, 2, 3, 5)]
-    assert log_steps(restorer, 2, 10) == [0, 50]
+    assert log_steps(restorer, restorer.options(nfe=6), 4) == [restorer.algorithm.bridge.timesteps(6)[i]
+                                                               for i in (0, 2, 3, 5)]
+    assert log_steps(restorer, restorer.options(nfe=2), 10) == [0, 50]
 
 
 # ---------------------------------------------------------------------------- checkpoints and the API
@@ -276,8 +270,8 @@ def test_load_api_and_ema_versus_raw_weights(tmp_path):
     for restorer, state in ((ema_r, raw["ema"]["state_dict"]), (raw_r, raw["model"])):
         for key, value in restorer.denoiser.net.state_dict().items():
             assert torch.equal(value, state[key]), key
-    assert ema_r.task["degradation"] == "jpeg5" and ema_r.task["n_steps"] == 100
-    assert ema_r.image_size == 16 and ema_r.default_nfe == 3 and ema_r.bridge.n_steps == 100
+    assert ema_r.task.degradation == "jpeg5" and ema_r.task.n_steps == 100
+    assert ema_r.image_size == 16 and ema_r.default_nfe == 3 and ema_r.algorithm.bridge.n_steps == 100
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert not torch.allclose(ema_r.restore(x), raw_r.restore(x), atol=1e-4)  # the weights differ
     same = write_run(tmp_path / "same", ema_shift=0.0)  # EMA equal to raw: identical restorations
@@ -302,8 +296,6 @@ def test_model_overrides_reach_the_network(tmp_path):
 
 
 def test_run_directory_written_by_training(tmp_path, capsys):
-    from i2sb.train import train
-
     cfg = train_config()
     cfg.update(run_dir=str(tmp_path / "run"), device="cpu", logging={"progress": False})
     cfg["trainer"].update(eval_batch=2, max_steps=1)

@@ -2,21 +2,23 @@
 
 import functools
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from i2sb.bridge import Bridge, Trajectory
-from i2sb.samplers import (SAMPLERS, chain_marginal, check_sampler, heun_coefs, heun_sample, heun_steps,
-                           implicit_coefs, implicit_sample, multistep_sample, ode_coefs, sample, sampler_steps)
+from i2sb.core.denoiser import make_predictor
+from i2sb.core.sampler_coefs import chain_marginal, heun_coefs, implicit_coefs, ode_coefs
+from i2sb.core.samplers import (SAMPLERS, check_sampler, heun_sample, heun_steps, implicit_sample,
+                                multistep_sample, sample, sampler_steps)
+from i2sb.restoration.folder import log_steps
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import bridge_restorer, toy_predictor  # noqa: E402
 
 F64 = torch.float64
-
-
-def toy_predictor(xt, step):
-    """Smooth, state-dependent, far from the identity at the clean end (as in tests/test_bridge.py)."""
-    s = step.to(xt.dtype).view(-1, 1, 1, 1) / 1000.0
-    return torch.tanh(0.7 * xt) * (1 - s) + 0.1 * s
 
 
 def denoiser_like(bridge):
@@ -315,17 +317,10 @@ class PixelNet(torch.nn.Module):
 
 
 def pixel_restorer(ot_ode: bool):
-    from i2sb.denoiser import Denoiser
-    from i2sb.restore import Restorer
-
-    task = {"name": "p", "degradation": None, "beta_max": 0.3, "ot_ode": ot_ode, "cond_x1": False,
-            "add_x1_noise": False, "n_steps": 100, "t0": 1e-4, "T": 1.0}
-    return Restorer(Denoiser(PixelNet(), 100).eval(), Bridge.symmetric(100, 0.3), task, image_size=16)
+    return bridge_restorer(PixelNet(), ot_ode=ot_ode)
 
 
 def test_restorer_runs_every_sampler():
-    from i2sb.denoiser import make_predictor
-
     x1 = torch.rand(2, 3, 16, 16) * 2 - 1
     g = lambda: torch.Generator().manual_seed(2)
     sde, ode = pixel_restorer(False), pixel_restorer(True)
@@ -335,9 +330,10 @@ def test_restorer_runs_every_sampler():
                                sde.restore(x1, nfe=4, generator=g()), rtol=0, atol=1e-6)
     deterministic = sde.restore(x1, nfe=4, sampler="implicit", generator=g())  # eta = 0
     assert (deterministic - sde.restore(x1, nfe=4, generator=g())).abs().max() > 1e-3
-    predict = make_predictor(ode.denoiser, ode.bridge)
+    bridge = ode.algorithm.bridge
+    predict = make_predictor(ode.denoiser, bridge)
     for name, run in [("heun", heun_sample), ("multistep", multistep_sample)]:
-        torch.testing.assert_close(ode.restore(x1, nfe=5, sampler=name), run(ode.bridge, predict, x1, 5))
+        torch.testing.assert_close(ode.restore(x1, nfe=5, sampler=name), run(bridge, predict, x1, 5))
     with pytest.raises(ValueError, match="OT-ODE"):
         sde.restore(x1, sampler="heun")
     with pytest.raises(ValueError, match="SDE-trained"):
@@ -350,8 +346,6 @@ def test_restorer_runs_every_sampler():
 def test_cli_sampler_keys(tmp_path, capsys):
     from test_restore import random_image, run_cli, write_run
 
-    from i2sb.restore_folder import log_steps
-
     run = write_run(tmp_path / "run")  # an OT-ODE checkpoint (task.ot_ode: true), n_steps 100
     (tmp_path / "in").mkdir()
     random_image(16, 16, 0).save(tmp_path / "in" / "cat.png")
@@ -361,8 +355,9 @@ def test_cli_sampler_keys(tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "heun" / "cat.png").is_file() and (tmp_path / "heun_traj" / "cat.png").is_file()
     restorer = pixel_restorer(True)
-    assert log_steps(restorer, 5, 10, "heun") == heun_steps(restorer.bridge, 5)[:-1]
-    assert log_steps(restorer, 6, 10) == restorer.bridge.timesteps(6)[:-1]
+    bridge = restorer.algorithm.bridge
+    assert log_steps(restorer, restorer.options(nfe=5, sampler="heun"), 10) == heun_steps(bridge, 5)[:-1]
+    assert log_steps(restorer, restorer.options(nfe=6), 10) == bridge.timesteps(6)[:-1]
     code, _, err = run_cli(capsys, *base, f"output={tmp_path / 'imp'}", "sampler=implicit", "ot_ode=false", "eta=0.5")
     assert code == 0, err
     for args, text in [(["sampler=ddim"], "'sampler': must be one of"), (["eta=1.5"], "'eta': must be in"),

@@ -8,23 +8,22 @@ import pytest
 import torch
 from helpers import tiny_config
 
-from i2sb import checkpoint as ckpt_io
-from i2sb import dist as dist_lib
 from i2sb.config import ConfigError, to_train_config
-from i2sb.methods import BridgeMethod
-from i2sb.train import (
-    Trainer,
-    TrainingError,
-    build_degradation,
-    cpu_batch_hint,
-    make_pair,
-    micro_steps,
-    step_generator,
-    train,
-)
+from i2sb.methods import BridgeMethod, make_pair, task_degradation
+from i2sb.nets.guided_diffusion import load_adm_init
+from i2sb.restoration.checkpoints import FORMAT
+from i2sb.train import train
+from i2sb.training.dist import DistInfo
+from i2sb.training.loop import TrainingError, cpu_batch_hint
+from i2sb.training.trainer import Trainer, micro_steps, step_generator
 from i2sb.unet import UNet
+from i2sb.utils.torchfile import load_torch
 
-CPU = dist_lib.DistInfo(device=torch.device("cpu"))
+CPU = DistInfo(device=torch.device("cpu"))
+
+
+def degradation(cfg):
+    return task_degradation(cfg.task, cfg.data.image_size)
 
 
 def demo_batch(n: int = 4, size: int = 16) -> dict[str, torch.Tensor]:
@@ -37,19 +36,18 @@ def demo_batch(n: int = 4, size: int = 16) -> dict[str, torch.Tensor]:
 def test_loss_decreases_on_a_fixed_batch(tmp_path):
     cfg = to_train_config(tiny_config(tmp_path, trainer={"batch_size": 4, "microbatch": 4, "lr": 2e-3}))
     trainer = Trainer(cfg, CPU)
-    deg = build_degradation(cfg)
+    deg = degradation(cfg)
     batch = demo_batch()
 
     def eval_loss() -> float:  # same t and noise every time: a fixed objective
         g = torch.Generator().manual_seed(123)
-        pair = make_pair(batch, deg, cfg, g, CPU.device)
+        pair = make_pair(batch, deg, cfg.task, g, CPU.device)
         with torch.no_grad():
             return float(trainer.method.loss(trainer.denoiser, pair, g))
 
     before = eval_loss()
     for _ in range(30):
         trainer.train_step([batch], deg)
-        trainer.step += 1
     after = eval_loss()
     assert after < 0.5 * before, (before, after)
 
@@ -61,7 +59,7 @@ def test_train_step_accumulates_the_mean_gradient(tmp_path):
     with torch.no_grad():  # perturb the zero-initialised layers so gradients reach every parameter
         for p in trainer.unet.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    deg = build_degradation(cfg)
+    deg = degradation(cfg)
     batch = demo_batch()
     halves = [{"x0": batch["x0"][:2]}, {"x0": batch["x0"][2:]}]
 
@@ -69,7 +67,7 @@ def test_train_step_accumulates_the_mean_gradient(tmp_path):
     torch.manual_seed(g.initial_seed())
     losses = []
     for half in halves:
-        pair = make_pair(half, deg, cfg, g, CPU.device)
+        pair = make_pair(half, deg, cfg.task, g, CPU.device)
         losses.append(trainer.method.loss(trainer.denoiser, pair, g))
     expected = torch.autograd.grad(sum(losses) / 2, list(trainer.unet.parameters()))
 
@@ -113,8 +111,8 @@ def test_run_writes_state_and_metrics(tmp_path, capsys):
     summary = train(tiny_config(tmp_path, trainer={"max_steps": 4, "eval_every": 4}))
     assert summary["step"] == 4 and summary["bad_steps"] == 0
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "samples" / "step_000000004.png").is_file()
-    state = ckpt_io.load_file(tmp_path / "latest.pt")
-    assert state["format"] == ckpt_io.FORMAT and state["step"] == 4
+    state = load_torch(tmp_path / "latest.pt")
+    assert state["format"] == FORMAT and state["step"] == 4
     assert set(state) >= {"model", "ema", "optimizer", "lr_scheduler", "rng", "config"}
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
@@ -132,7 +130,7 @@ def test_resume_gives_the_same_weights(tmp_path, task):
     train(tiny_config(split, task=task, trainer={"max_steps": 2}))
     summary = train(tiny_config(split, task=task, trainer={"max_steps": 4}))
     assert summary["step"] == 4
-    a, b = ckpt_io.load_file(full / "latest.pt"), ckpt_io.load_file(split / "latest.pt")
+    a, b = load_torch(full / "latest.pt"), load_torch(split / "latest.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
         assert torch.equal(a["ema"]["state_dict"][key], b["ema"]["state_dict"][key]), key
@@ -150,8 +148,8 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     poisoned = {2, 3}  # optimiser steps whose loss is NaN
     calls = {"n": 0}
 
-    def flaky(self, model, pair, g):
-        loss = real(self, model, pair, g)
+    def flaky(self, model, pair, g, *settings):
+        loss = real(self, model, pair, g, *settings)
         step = calls["n"] // 2  # two microbatches per step
         calls["n"] += 1
         return loss * float("nan") if step in poisoned else loss
@@ -159,12 +157,11 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     monkeypatch.setattr(BridgeMethod, "loss", flaky)
     cfg = to_train_config(tiny_config(tmp_path))
     trainer = Trainer(cfg, CPU)
-    deg = build_degradation(cfg)
+    deg = degradation(cfg)
     batch = demo_batch(2)
     snapshots = []
     for _ in range(5):
         trainer.train_step([batch, batch], deg)
-        trainer.step += 1
         snapshots.append({k: v.clone() for k, v in trainer.unet.state_dict().items()})
     # steps 2 and 3 changed nothing, steps 1 and 4 did
     assert all(torch.equal(snapshots[1][k], snapshots[3][k]) for k in snapshots[1])
@@ -195,7 +192,7 @@ def test_adm_init_surgery(tmp_path, cond_x1):
     torch.save(adm.state_dict(), path)
     model = UNet(**tiny_adm_kwargs(out_channels=3, in_channels=6 if cond_x1 else 3))
     fresh_first = model.input_blocks[0][0].weight.detach().clone()
-    ckpt_io.load_adm_init(model, path)
+    load_adm_init(model, path)
     sd, ref = model.state_dict(), adm.state_dict()
     torch.testing.assert_close(sd["out.2.weight"], ref["out.2.weight"][:3], rtol=0, atol=0)
     torch.testing.assert_close(sd["out.2.bias"], ref["out.2.bias"][:3], rtol=0, atol=0)
@@ -210,7 +207,7 @@ def test_adm_init_mismatch_names_key_and_shapes(tmp_path):
     torch.save(UNet(**tiny_adm_kwargs(model_channels=64)).state_dict(), path)
     model = UNet(**tiny_adm_kwargs(out_channels=3))
     with pytest.raises(ValueError, match=r"adm\.pt: does not match the configured U-Net: 'time_embed.0.weight' has shape \(256, 64\) in the file but \(128, 32\) in the model"):
-        ckpt_io.load_adm_init(model, path)
+        load_adm_init(model, path)
 
 
 def test_model_init_from_config(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from i2sb.unet import AttentionBlock, UNet, adm256_kwargs, attention_ds, timestep_embedding
+from i2sb.nets.unet import AttentionBlock, UNet, adm256_kwargs, attention_ds, timestep_embedding
 
 FIXTURE = Path(__file__).parent / "fixtures" / "unet_guided_diffusion.pt"
 

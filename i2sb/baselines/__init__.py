@@ -1,22 +1,22 @@
-"""The I2SB paper's baselines, on the same networks, degradations and trainer as I2SB.
+"""The I2SB paper's baselines as math on plain tensors (the networks are arguments, as in :mod:`i2sb.core`).
 
-* an unconditional DDPM prior (``i2sb-train method=ddpm``) or guided-diffusion's unconditional ADM
-  (:func:`load_adm_prior`), used zero-shot by **DDNM / DDNM+** (:mod:`i2sb.baselines.ddnm`,
-  ``i2sb-sample method=ddnm prior=... task=...``);
-* **Palette**-style conditional diffusion from Gaussian noise (``i2sb-train method=palette``,
-  :mod:`i2sb.baselines.palette`).
+* :mod:`.gaussian` -- Gaussian diffusion (DDPM / DDIM-η on respaced steps, ADM's linear schedule);
+* :mod:`.eps`      -- the ε-network wrapper (ADM time input, optional conditioning) and its predictor;
+* :mod:`.ddnm`     -- **DDNM / DDNM+**, zero-shot restoration with an unconditional prior and the task's operator;
+* :mod:`.spectral` -- the operators' spectra for DDNM+'s noise-aware scaling;
+* :mod:`.palette`  -- **Palette**-style conditional sampling from Gaussian noise.
 
-The Gaussian diffusion itself (schedule, DDPM and DDIM-η steps) is :mod:`i2sb.diffusion`.
+Training them is :mod:`i2sb.methods` (``i2sb-train method=ddpm|palette``); restoring with them goes through the
+same :class:`i2sb.restoration.Restorer` as I2SB (``i2sb.load``, ``i2sb-sample``).
 """
 
 from .ddnm import DDNMOptions, ddnm_sample, measurement, network_calls, travel_schedule
-from .networks import EpsDenoiser, load_adm_prior, make_eps_predictor
+from .eps import EpsDenoiser, make_eps_predictor
+from .gaussian import GaussianDiffusion, adm_linear_betas
 from .palette import palette_sample
-from .restorers import DDNMRestorer, PaletteRestorer, load_ddnm, load_prior
 from .spectral import Spectrum, spectrum
 
 __all__ = [
-    "DDNMOptions", "DDNMRestorer", "EpsDenoiser", "PaletteRestorer", "Spectrum", "ddnm_sample", "load_adm_prior",
-    "load_ddnm", "load_prior", "make_eps_predictor", "measurement", "network_calls", "palette_sample", "spectrum",
-    "travel_schedule",
+    "DDNMOptions", "EpsDenoiser", "GaussianDiffusion", "Spectrum", "adm_linear_betas", "ddnm_sample",
+    "make_eps_predictor", "measurement", "network_calls", "palette_sample", "spectrum", "travel_schedule",
 ]

@@ -34,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.sampler_coefs import check_eta
+from ..core.types import StepCallback
 from ..degrade.base import LinearOperator
 from ..degrade.blur import DDRMBlurOperator
 from ..degrade.color import LuminanceOperator
 from ..degrade.inpaint import MaskOperator
 from ..degrade.linear import SeparableOperator
-from ..diffusion import EpsPredictor, GaussianDiffusion, StepCallback
-from ..samplers import check_eta
+from .gaussian import EpsPredictor, GaussianDiffusion
 from .spectral import Spectrum, spectrum
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..diffusion import EpsPredictor, GaussianDiffusion, StepCallback
+from ..core.boundary import keep_known
+from ..core.types import StepCallback
+from .gaussian import EpsPredictor, GaussianDiffusion
 
 
 def palette_sample(
@@ -33,10 +35,10 @@ def palette_sample(
     x_T = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     constrain = None
     if mask is not None:
-        keep = 1.0 - mask.to(device=x1.device, dtype=x1.dtype)
+        mask = mask.to(device=x1.device, dtype=x1.dtype)
 
         def constrain(xt: Tensor) -> Tensor:
-            return keep * x1 + (1.0 - keep) * xt
+            return keep_known(xt, x1, mask)
 
     return diffusion.sample(predict_eps, x_T, nfe, eta=eta, clip_denoise=clip_denoise, generator=generator,
                             callback=callback, constrain=constrain)

@@ -1,4 +1,4 @@
-"""Data for i2sb: image folders, paired folders, offline demo photos, an endless loader, image I/O.
+"""Data for i2sb: image folders, paired folders, offline demo photos, an endless loader (image files: :mod:`i2sb.utils.images`).
 
 Every dataset item is a dict `{"x0": Tensor(3, S, S)}` (float32 in [-1, 1]) plus `"x1"` (the
 degraded image, same shape) for paired data and `"index"` (int). Degradations are applied by the
@@ -13,7 +13,6 @@ from torch.utils.data import Dataset
 
 from .demo import DEMO_PHOTOS, DEMO_SPLIT, DemoImages, demo_photos, write_demo_folder
 from .folders import SPLITS, ImageFolder, PairedFolders, is_train_split, match_pairs, transform
-from .image_io import IMAGE_EXTENSIONS, is_image_file, list_images, load_image, read_rgb, save_image
 from .loader import infinite_loader
 
 
@@ -33,6 +32,16 @@ def _demo(image_size: int, split: str, **kwargs: Any) -> Dataset:
 DATASETS: dict[str, Callable[..., Dataset]] = {"imagefolder": _image_folder, "paired": _paired, "demo": _demo}
 
 
+def build_split(data: Any, split: str) -> Dataset:
+    """The ``split`` ("train" | "val") of a data config (:class:`i2sb.config.DataConfig`: ``kind``,
+    ``image_size``, ``root``, ``val_root`` -- validation defaults to the training folder -- and ``params``)."""
+    kwargs = dict(data.params)
+    root = (data.val_root or data.root) if split == "val" else data.root
+    if root is not None:
+        kwargs["root"] = root
+    return build_dataset(data.kind, data.image_size, split, **kwargs)
+
+
 def build_dataset(kind: str, image_size: int, split: str, **kwargs: Any) -> Dataset:
     """Build a dataset by registry name; `split` ("train" | "val") turns training augmentation on/off.
 
@@ -47,7 +56,6 @@ def build_dataset(kind: str, image_size: int, split: str, **kwargs: Any) -> Data
 
 
 __all__ = [
-    "DATASETS", "DEMO_PHOTOS", "DEMO_SPLIT", "IMAGE_EXTENSIONS", "SPLITS", "DemoImages", "ImageFolder",
-    "PairedFolders", "build_dataset", "demo_photos", "infinite_loader", "is_image_file", "is_train_split",
-    "list_images", "load_image", "match_pairs", "read_rgb", "save_image", "transform", "write_demo_folder",
+    "DATASETS", "DEMO_PHOTOS", "DEMO_SPLIT", "SPLITS", "DemoImages", "ImageFolder", "PairedFolders", "build_dataset",
+    "build_split", "demo_photos", "infinite_loader", "is_train_split", "match_pairs", "transform", "write_demo_folder",
 ]

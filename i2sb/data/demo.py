@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .folders import is_train_split, to_model_range
-from .image_io import save_image
+from ..utils.images import save_image
 
 
 def _skimage_photo(name: str, view: int | None = None) -> Callable[[], np.ndarray]:

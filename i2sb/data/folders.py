@@ -21,7 +21,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .image_io import read_rgb, require_images
+from ..utils.images import read_rgb, require_images
 
 SPLITS = {"train": True, "val": False}  # split name -> training augmentation on?
 

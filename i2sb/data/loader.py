@@ -15,17 +15,13 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ..utils.seeds import mix_seed
+
 
 _SAMPLE_SEEDS, _WORKER_SEEDS = 0, 1  # purposes, so the two seed streams never coincide
-
-
-def _mixed_seed(*words: int) -> int:
-    """A well-mixed 63-bit seed from non-negative integers (numpy's SeedSequence hash)."""
-    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class SeededSampler(Sampler):
@@ -48,7 +44,7 @@ class SeededSampler(Sampler):
         return len(self.indices) - self.skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(_mixed_seed(self.seed, self.rank, self.epoch, _SAMPLE_SEEDS))
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.rank, self.epoch, _SAMPLE_SEEDS))
         seeds = torch.randint(2**62, (len(self.indices),), generator=generator).tolist()
         pairs = list(zip(self.indices, seeds))
         return iter(pairs[self.skip:])
@@ -112,7 +108,7 @@ def infinite_loader(
     loader = DataLoader(
         SeededItems(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         pin_memory=pin_memory, drop_last=drop_last, persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(_mixed_seed(seed, rank, 0, _WORKER_SEEDS)),  # worker base seeds
+        generator=torch.Generator().manual_seed(mix_seed(seed, rank, 0, _WORKER_SEEDS)),  # worker base seeds
     )
     epoch, step = divmod(start_epoch * batches_per_epoch + start_step, batches_per_epoch)
     return _endless(loader, sampler, epoch, skip=step * batch_size)

@@ -1,20 +1,23 @@
-"""Image files <-> tensors: listing, robust decoding to RGB, and atomic PNG writing.
+"""The one home of image files <-> tensors: listing, robust decoding to RGB, and atomic writing.
 
 Pixel convention everywhere in i2sb: float32 tensors of shape (3, H, W) with values in [-1, 1]
-(the authors' `ToTensor()` followed by `t * 2 - 1`).
+(the authors' `ToTensor()` followed by `t * 2 - 1`). Training, restoration and evaluation all list and
+read images here, so they accept the same files and skip the same hidden ones.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+from .files import atomic_write
+
+# clean-fid's extensions (cleanfid/utils.py), compared case-insensitively
+IMAGE_EXTENSIONS = frozenset({".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 
 # Pillow modes holding more than 8 bits per sample; decoded to float via numpy instead of
 # `Image.convert("RGB")`, which would clip them at 255.
@@ -92,6 +95,11 @@ def read_rgb(path: str | Path) -> Image.Image:
     return image
 
 
+def read_uint8(path: str | Path) -> np.ndarray:
+    """Decode `path` to an 8-bit RGB array (H, W, 3), as `read_rgb` (what the metrics compare)."""
+    return np.asarray(read_rgb(path), dtype=np.uint8)
+
+
 def load_image(path: str | Path) -> torch.Tensor:
     """Read an image file as a float32 tensor (3, H, W) in [-1, 1].
 
@@ -140,13 +148,4 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     if file_format is None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r} (use .png)")
     pixels = Image.fromarray(to_uint8(image))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder: rename is atomic
-    try:
-        with open(temp_path, "xb") as stream:  # "x": never clobbers; mode follows the umask
-            pixels.save(stream, format=file_format)
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda stream: pixels.save(stream, format=file_format))

@@ -1,4 +1,4 @@
-"""``i2sb-sample``: restore every image of a folder with a :class:`~i2sb.restore.Restorer`.
+"""``i2sb-sample``: restore every image of a folder with a :class:`~i2sb.restoration.restorer.Restorer`.
 
 Outputs keep the input's relative path and name with the extension ``.png`` (``NAME_s0.png``,
 ``NAME_s1.png``, ... with ``n_samples > 1``) and are written atomically. Images of equal size are
@@ -8,25 +8,26 @@ run goes on; the exit status is 1 if anything failed.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from .baselines import DDNMRestorer, load_ddnm
-from .bridge import Trajectory, space_indices
-from .data.image_io import IMAGE_EXTENSIONS, load_image, require_images, save_image, to_uint8
-from .restore import Restorer, load
-from .samplers import sampler_steps
-from .sample_config import SampleConfig, to_sample_config
+from ..baselines.ddnm import DDNMOptions
+from ..config import ConfigError, SampleConfig, to_sample_config
+from ..core.bridge import space_indices
+from ..core.trajectory import Trajectory
+from ..utils.files import atomic_write
+from ..utils.images import IMAGE_EXTENSIONS, load_image, require_images, save_image, to_uint8
+from .loading import load, load_ddnm
+from .restorer import OptionError, Restorer, SamplingOptions
 
 PROG = "i2sb-sample"
 
@@ -138,27 +139,14 @@ def batches(items: list[Item], batch_size: int) -> Iterator[list[Item]]:
 
 
 # ---------------------------------------------------------------------------- trajectories
-def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(stream)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as stream:
-            write(stream)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_gif(xs: Tensor, pred_x0s: Tensor, path: Path) -> None:
     """Animation of T frames, each ``[state | x0 prediction]``; ``xs``, ``pred_x0s``: (T, 3, H, W).
 
     (The GIF encoder merges a frame identical to the previous one into it.)
     """
     frames = [Image.fromarray(to_uint8(torch.cat([x, p], dim=-1))) for x, p in zip(xs, pred_x0s)]
-    _write_atomic(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
-                                                 duration=250, loop=0))
+    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
+                                                duration=250, loop=0))
 
 
 def save_strip(xs: Tensor, pred_x0s: Tensor, path: Path) -> None:
@@ -170,9 +158,9 @@ def save_strip(xs: Tensor, pred_x0s: Tensor, path: Path) -> None:
 TRAJECTORY_WRITERS: dict[str, Callable[[Tensor, Tensor, Path], None]] = {"gif": save_gif, "png": save_strip}
 
 
-def log_steps(restorer: Restorer, nfe: int, frames: int, sampler: str = "ddpm") -> list[int]:
+def log_steps(restorer: Restorer, options: SamplingOptions, frames: int) -> list[int]:
     """The authors' logged steps: at most ``frames`` entries spread over the sampler's steps, 0 included."""
-    steps = sampler_steps(restorer.bridge, sampler, nfe)
+    steps = restorer.algorithm.steps(options)
     count = len(steps) - 1
     return [steps[i] for i in space_indices(count, min(count, frames))]
 
@@ -184,7 +172,7 @@ class Job:
 
     cfg: SampleConfig
     restorer: Restorer
-    nfe: int
+    options: SamplingOptions
     mask_dir: Path | None
     traj_dir: Path | None
     generator: torch.Generator
@@ -217,11 +205,9 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
     for k in range(cfg.n_samples):
         traj = None
         if job.traj_dir is not None:
-            traj = Trajectory(log_steps(job.restorer, job.nfe, cfg.traj_frames, cfg.sampler))
+            traj = Trajectory(log_steps(job.restorer, job.options, cfg.traj_frames))
         try:
-            out = job.restorer.restore(x1, nfe=job.nfe, ot_ode=cfg.ot_ode, mask=mask, clip_denoise=cfg.clip_denoise,
-                                       generator=job.generator, precision=cfg.precision, tile=cfg.tile,
-                                       tile_overlap=cfg.tile_overlap, callback=traj, sampler=cfg.sampler, eta=cfg.eta)
+            out = job.restorer.restore(x1, mask=mask, generator=job.generator, callback=traj, options=job.options)
         except RuntimeError as err:  # e.g. out of memory: these images fail, the run goes on
             reason = " ".join(str(err).split())[:200]
             for item in good:
@@ -245,18 +231,26 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
 
 
 def load_restorer(cfg: SampleConfig) -> Restorer:
-    """``ckpt``'s restorer (I2SB; Palette; DDNM for a ddpm run), or DDNM with ``prior`` for ``method=ddnm``;
+    """``ckpt``'s restorer (I2SB; Palette; DDNM for a ddpm run), or DDNM with ``prior`` for ``baseline=ddnm``;
     the ``ddnm.*`` settings go to DDNM either way."""
-    ddnm = asdict(cfg.ddnm)
-    if cfg.method == "ddnm":
-        task, params = (cfg.task.degradation, cfg.task.params) if cfg.task is not None else (None, None)
-        if cfg.task is not None and task is None:
-            raise ValueError(f"config key 'task': task={cfg.task.name} has no degradation; DDNM needs a linear one")
-        return load_ddnm(cfg.prior, task, cfg.device, cfg.use_ema, params, **ddnm, **cfg.model.given())
-    restorer = load(cfg.ckpt, cfg.device, cfg.use_ema, **cfg.model.given())
-    if isinstance(restorer, DDNMRestorer):
-        restorer.set_options(**ddnm)
-    return restorer
+    ddnm = DDNMOptions(sigma_y=cfg.ddnm.sigma_y, travel_length=cfg.ddnm.travel_length,
+                       travel_repeat=cfg.ddnm.travel_repeat)
+    if cfg.baseline == "ddnm":
+        if cfg.task is not None and cfg.task.degradation is None:
+            raise ConfigError(f"config key 'task': task={cfg.task.name} has no degradation; DDNM needs a linear one")
+        return load_ddnm(cfg.prior, cfg.task, cfg.device, cfg.use_ema, eta=ddnm.eta, sigma_y=ddnm.sigma_y,
+                         travel_length=ddnm.travel_length, travel_repeat=ddnm.travel_repeat, **cfg.model.given())
+    return load(cfg.ckpt, cfg.device, cfg.use_ema, ddnm, **cfg.model.given())
+
+
+def sampling_options(cfg: SampleConfig, restorer: Restorer) -> SamplingOptions:
+    """The config's sampling keys resolved and checked against the model, once; errors name the key."""
+    try:
+        return restorer.options(nfe=cfg.nfe, sampler=cfg.sampler, eta=cfg.eta, ot_ode=cfg.ot_ode,
+                                clip_denoise=cfg.clip_denoise, precision=cfg.precision, tile=cfg.tile,
+                                tile_overlap=cfg.tile_overlap)
+    except OptionError as err:
+        raise ConfigError(f"config key '{err.key}': {err.reason}") from None
 
 
 def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
@@ -264,31 +258,19 @@ def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
     root, output, mask_dir = check_folders(cfg)
     paths = require_images(cfg.input)
     restorer = load_restorer(cfg)
-    n_steps = restorer.bridge.n_steps
-    nfe = restorer.default_nfe if cfg.nfe is None else cfg.nfe
-    if not 1 <= nfe <= n_steps - 1:
-        raise ValueError(f"config key 'nfe': must be in 1..{n_steps - 1} for this checkpoint (n_steps={n_steps}), "
-                         f"got {nfe}")
-    restorer.tiling(cfg.tile, cfg.tile_overlap)  # raises on a bad tile size
-    for key, eta in (("sampler", None), ("eta", cfg.eta)):
-        try:
-            restorer.validate_sampler(cfg.sampler, eta, cfg.ot_ode)
-        except ValueError as err:
-            raise ValueError(f"config key '{key}': {err}") from None
+    options = sampling_options(cfg, restorer)
     if restorer.needs_mask and mask_dir is None:
-        raise ValueError(f"the checkpoint's task '{restorer.task['degradation']}' fills holes: give mask=DIR "
+        raise ValueError(f"the checkpoint's task '{restorer.task.degradation}' fills holes: give mask=DIR "
                          f"(masks with the inputs' names, white = hole)")
     traj_dir = None
     if cfg.save_traj:
         traj_dir = Path(cfg.traj_dir) if cfg.traj_dir else output.parent / f"{output.name}_traj"
     generator = torch.Generator(device=restorer.device).manual_seed(cfg.seed)
-    return Job(cfg, restorer, nfe, mask_dir, traj_dir, generator), paths, root, output
+    return Job(cfg, restorer, options, mask_dir, traj_dir, generator), paths, root, output
 
 
 def restore_folder(cfg: Any) -> int:
     """Run ``i2sb-sample`` with a composed config; returns the exit status (0 all good, 1 some failed)."""
-    from tqdm.auto import tqdm
-
     cfg = to_sample_config(cfg)
     job, paths, root, output = prepare(cfg)
     report = Report(write=lambda msg: tqdm.write(msg, file=sys.stderr))
@@ -305,5 +287,5 @@ def restore_folder(cfg: Any) -> int:
     per_image = seconds / max(report.restored, 1)
     print(f"{PROG}: restored {report.restored} image(s) ({report.files} file(s)) into {output}; "
           f"skipped {report.skipped}; failed {len(report.failures)}; {per_image:.3f} s/image "
-          f"(nfe={job.nfe}, device={job.restorer.device})")
+          f"(nfe={job.options.nfe}, device={job.restorer.device})")
     return 1 if report.failures else 0

@@ -337,7 +337,7 @@ class ImageNetClassifier(nn.Module):
 
 def load_resnet50(path: str | Path | None = None, device: str | torch.device = "cpu") -> ImageNetClassifier:
     """torchvision ResNet-50 from a local state_dict (see :func:`find_weights`), wrapped for [-1, 1] input."""
-    from torchvision.models import resnet50
+    from torchvision.models import resnet50  # slow to import (all of torchvision.models); only i2sb-eval needs it
 
     found = find_weights(RESNET50_WEIGHTS, path)
     if found is None:

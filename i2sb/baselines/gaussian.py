@@ -7,10 +7,10 @@ prior of DDNM) and Palette (``method=palette``), both trained with the I2SB trai
 Indexing follows Ho et al.: state ``t = 0`` is the data, ``t = 1 .. N`` are noisy, with
 ``alpha_bar[t] = prod_{s <= t} (1 - beta_s)`` and ``alpha_bar[0] = 1``. guided-diffusion (ADM) indexes
 the same noisy states ``0 .. N-1`` and feeds that index to its network (``rescale_timesteps=False``), so
-an ADM-compatible ε-network sees ``t - 1`` (:class:`i2sb.baselines.networks.EpsDenoiser` does this).
+an ADM-compatible ε-network sees ``t - 1`` (:class:`i2sb.baselines.eps.EpsDenoiser` does this).
 
 :meth:`GaussianDiffusion.timesteps` spaces ``nfe + 1`` states from 0 to N exactly as I2SB's
-:meth:`i2sb.bridge.Bridge.timesteps` spaces its steps, so both samplers make the same number of network
+:meth:`i2sb.core.bridge.Bridge.timesteps` spaces its steps, so both samplers make the same number of network
 calls at the same ``nfe`` (nfe=1 predicts x0 from pure noise at t = N).
 """
 
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .bridge import StepCallback, space_indices
+from ..core.bridge import space_indices
+from ..core.types import StepCallback
 
 EpsPredictor = Callable[[Tensor, Tensor], Tensor]
 """``predict_eps(xt, step) -> eps_hat``: ``xt`` (B,C,H,W), ``step`` LongTensor (B,) in 1..N -> (B,C,H,W)."""

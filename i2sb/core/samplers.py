@@ -1,5 +1,7 @@
-"""Faster samplers for a trained bridge: an implicit (non-Markovian) sampler with a knob eta, and
-second-order solvers of the OT-ODE (Eq. 13). Pure tensor math on a :class:`~i2sb.bridge.Bridge`.
+"""The bridge samplers, free functions with one signature ``(bridge, predict_x0, x1, nfe, *, mask, clip_denoise,
+generator, callback, progress, ...)``: the authors' Algorithm 2 and faster ones -- an implicit (non-Markovian)
+sampler with a knob eta, and second-order solvers of the OT-ODE (Eq. 13). Pure tensor math on a
+:class:`~i2sb.core.bridge.Bridge`; :data:`SAMPLERS` names them and :func:`sample` runs one by name.
 
 Which sampler for which model (``ot_ode`` is how the checkpoint was trained, ``task.ot_ode``):
 
@@ -29,117 +31,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from .bridge import Bridge, Predictor, StepCallback
+from .boundary import fill_hole, keep_known
+from .sampler_coefs import check_eta, heun_coefs, implicit_coefs, ode_coefs
+from .types import Predictor, StepCallback
+
+if TYPE_CHECKING:  # annotations only: the bridge imports the samplers (Bridge.sample), not the other way round
+    from .bridge import Bridge
 
 DEFAULT_ETA = 0.0  # the implicit sampler's default: deterministic after the first step (DBIM's choice)
-
-
-# ---------------------------------------------------------------------------- the chain's law
-def chain_marginal(bridge: Bridge, step: int) -> tuple[float, float]:
-    """``(a_n, V_n)``: law of X_n under the DDPM chain (Eq. 4) from X_top = x1 with the exact x0.
-
-    The chain is the Brownian bridge of SDE (9a) pinned at x0 (variance 0) and at x1 (variance s_top):
-    ``X_n ~ N((1 - a_n) x0 + a_n x1, V_n)``, ``a_n = s_n / s_top``, ``V_n = s_n (s_top - s_n) / s_top``.
-    It equals Eq. 11 up to O(beta_n / S): the discrete sigma_n^2 + bar sigma_n^2 is S + beta_n, not the
-    constant S of the proof of Prop. 3.3 (tests/test_bridge.py measures the gap).
-    """
-    s_n, s_top = float(bridge.std_fwd[step] ** 2), float(bridge.std_fwd[-1] ** 2)
-    return s_n / s_top, s_n * (s_top - s_n) / s_top
-
-
-@dataclass(frozen=True)
-class StepCoefs:
-    """``X_prev = c_x0 * x0 + c_x1 * x1 + c_xt * X_step + std * z`` with z ~ N(0, I)."""
-
-    c_x0: float
-    c_x1: float
-    c_xt: float
-    std: float
-
-
-def implicit_coefs(bridge: Bridge, prev_step: int, step: int, eta: float) -> StepCoefs:
-    """Coefficients of the implicit bridge step ``step -> prev_step`` (s < t below) with knob ``eta``.
-
-    Derivation. Let m_n = (1 - a_n) x0 + a_n x1 and V_n be the chain's law (:func:`chain_marginal`). For
-    any c, rho the step ``X_s = m_s + c (X_t - m_t) + rho z`` maps X_t ~ N(m_t, V_t) to
-    X_s ~ N(m_s, c^2 V_t + rho^2), so it keeps the law iff ``c^2 V_t + rho^2 = V_s``. Take
-    ``rho = eta * rho_1`` with rho_1^2 = s_s (s_t - s_s) / s_t, the variance of the DDPM posterior (Eq. 4),
-    and ``c = sqrt((V_s - eta^2 rho_1^2) / V_t)``. Algebra gives V_s - rho_1^2 = (s_s / s_t)^2 V_t, so
-
-        c^2 = (s_s / s_t)^2 + (1 - eta^2) rho_1^2 / V_t        (real for every eta in [0, 1]).
-
-    At eta = 1, c = s_s / s_t; the coefficient of x1, a_s - c a_t, vanishes and that of x0 is
-    1 - s_s / s_t: the step is p(X_s | X_0, X_t) of Eq. 4 (``Bridge.posterior_coefs``) coefficient for
-    coefficient (equal up to float64 rounding), so with the same noise draw it gives the same X_s.
-    At eta = 0 there is no noise: X_s = m_s + sqrt(V_s / V_t) (X_t - m_t).
-
-    Eq. 11 versus the chain. The kernel keeps the chain's law exactly for every eta, hence Eq. 11 up to
-    the chain's own O(beta / S) gap. Building it on Eq. 11's tables (mu_x0, mu_x1, std_sb) instead would
-    keep Eq. 11 exactly but move eta = 1 away from Eq. 4 by the same O(beta / S): on this discretisation
-    one cannot have both, and we keep the authors' sampler as the case eta = 1.
-
-    The first step leaves the pinned X_top = x1 (V_top = 0): no noise can be read off a point, and the only
-    law-keeping step draws all of V_s afresh -- Eq. 4 itself, for every eta (DBIM's "booting noise", the
-    analogue of DDIM's x_T). The noise is returned even for ``prev_step == 0``; the samplers drop it there
-    as the authors do.
-    """
-    if not 0 <= prev_step < step < bridge.n_steps:
-        raise ValueError(f"need 0 <= prev_step < step < {bridge.n_steps}, got prev_step={prev_step}, step={step}")
-    check_eta(eta)
-    top = bridge.n_steps - 1
-    a_s, v_s = chain_marginal(bridge, prev_step)
-    a_t, v_t = chain_marginal(bridge, step)
-    s_s, s_t = float(bridge.std_fwd[prev_step] ** 2), float(bridge.std_fwd[step] ** 2)
-    ratio = s_s / s_t
-    var_ddpm = s_s * (s_t - s_s) / s_t  # rho_1^2, Eq. 4
-    if step == top:  # booting step: Eq. 4 for every eta
-        eta = 1.0
-    c = math.sqrt(ratio**2 + (1.0 - eta**2) * var_ddpm / v_t) if eta < 1.0 else ratio
-    return StepCoefs(c_x0=(1.0 - a_s) - c * (1.0 - a_t), c_x1=a_s - c * a_t, c_xt=c,
-                     std=eta * math.sqrt(var_ddpm))
-
-
-# ---------------------------------------------------------------------------- OT-ODE coefficients
-def ode_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float, float]:
-    """``(r, g, delta)`` of the exact OT-ODE step ``step -> prev_step`` in variance units.
-
-    Eq. 13, dX_t = beta_t / sigma_t^2 (X_t - X_0) dt, in u = sigma_t^2 (du = beta_t dt) reads
-    dX/du = (X - x0_hat(X, u)) / u. With the integrating factor 1/u it is solved exactly:
-
-        X_s = r X_t + s_s * integral_{s_s}^{s_t} x0_hat(u) u^-2 du,      r = s_s / s_t.
-
-    A constant x0_hat gives X_s = r X_t + (1 - r) x0_hat -- the authors' OT-ODE step (mean of Eq. 4).
-    An x0_hat linear in u through x0_hat(s_t) with slope D adds D * delta * (g - 1), where
-    ``delta = s_t - s_s`` and ``g = s_s ln(s_t / s_s) / delta`` (0 < r <= g < 1).
-    """
-    if not 0 <= prev_step < step < bridge.n_steps:
-        raise ValueError(f"need 0 <= prev_step < step < {bridge.n_steps}, got prev_step={prev_step}, step={step}")
-    s_s, s_t = float(bridge.std_fwd[prev_step] ** 2), float(bridge.std_fwd[step] ** 2)
-    delta = s_t - s_s
-    return s_s / s_t, s_s * math.log(s_t / s_s) / delta, delta
-
-
-def heun_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float, float]:
-    """``(c_xt, c_pred_t, c_pred_s)``: X_s = c_xt X_t + c_pred_t x0_hat(X_t) + c_pred_s x0_hat(X_euler, s).
-
-    The integral of :func:`ode_coefs` with x0_hat linear in sigma^2 between its two evaluations:
-    weights ``(r, g - r, 1 - g)``, all >= 0, summing with r to 1; for small steps g - r ~ 1 - g ~ (1 - r)/2
-    (the trapezoid rule). Exact, like the first-order step, when x0_hat is constant.
-    """
-    r, g, _ = ode_coefs(bridge, prev_step, step)
-    return r, g - r, 1.0 - g
-
-
-# ---------------------------------------------------------------------------- argument checks
-def check_eta(eta: float) -> float:
-    """``eta`` as a float in [0, 1]."""
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
-    return float(eta)
 
 
 def _check_x1(x1: Tensor, mask: Tensor | None) -> None:
@@ -157,21 +62,16 @@ def _randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _start(x1: Tensor, mask: Tensor | None, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
-    """``(x1, mask)`` with the hole of x1 filled with N(0, 1), the generator's first draw (as ``Bridge.sample``)."""
+    """``(x1, mask)`` with the hole of x1 filled with N(0, 1), the generator's first draw (as the authors)."""
     if mask is None:
         return x1, None
-    mask = mask.to(device=x1.device, dtype=x1.dtype)
-    return (1.0 - mask) * x1 + mask * _randn(x1, generator), mask
+    return fill_hole(x1, mask, generator), mask.to(device=x1.device, dtype=x1.dtype)
 
 
 def _pairs(steps: Sequence[int], progress: bool, desc: str) -> list[tuple[int, int]]:
     """``(prev_step, step)`` from the degraded end to the clean end, optionally under tqdm."""
     pairs = list(zip(steps[:-1], steps[1:]))[::-1]
-    if progress:
-        from tqdm.auto import tqdm
-
-        return tqdm(pairs, desc=desc, leave=False)
-    return pairs
+    return tqdm(pairs, desc=desc, leave=False) if progress else pairs
 
 
 def _predict(predict_x0: Predictor, xt: Tensor, step: int, clip_denoise: bool) -> Tensor:
@@ -180,18 +80,31 @@ def _predict(predict_x0: Predictor, xt: Tensor, step: int, clip_denoise: bool) -
     return pred.clamp(-1.0, 1.0) if clip_denoise else pred
 
 
-def _keep_known(xt: Tensor, known: Tensor, mask: Tensor | None) -> Tensor:
-    """Inpainting: the hole from ``xt``, the rest from ``known``."""
-    return xt if mask is None else (1.0 - mask) * known + mask * xt
-
-
 # ---------------------------------------------------------------------------- the samplers
 def ddpm_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, ot_ode: bool = False,
                 mask: Tensor | None = None, clip_denoise: bool = False, generator: torch.Generator | None = None,
                 callback: StepCallback | None = None, progress: bool = False) -> Tensor:
-    """The authors' sampler, :meth:`Bridge.sample` (Algorithm 2)."""
-    return bridge.sample(predict_x0, x1, nfe, ot_ode=ot_ode, mask=mask, clip_denoise=clip_denoise,
-                         generator=generator, callback=callback, progress=progress)
+    """The authors' sampler (Algorithm 2): the DDPM posterior (Eq. 4) from X_{N-1} = x1 down to step 0.
+
+    Steps as :meth:`Bridge.timesteps` (``nfe`` evaluations); ``ot_ode`` takes the posterior means only
+    (Prop. 3.4, deterministic). Inpainting ``mask`` (B or 1, 1 or C, H, W), 1 = hole: the hole of x1 is
+    filled with N(0, 1) and after every step the known region is reset to Eq. 11 with X_0 = x1 there,
+    ``x1 + std_sb[prev] * z`` (``x1`` with ``ot_ode``), as the authors' ``ddpm_sampling``. No noise is added
+    at the last step (to step 0). Returns the state at step 0, (B, C, H, W).
+    """
+    _check_x1(x1, mask)
+    steps = bridge.timesteps(nfe)
+    x1, mask = _start(x1, mask, generator)
+    xt = x1
+    for prev_step, step in _pairs(steps, progress, "I2SB sampling"):
+        pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
+        xt = bridge.posterior_sample(prev_step, step, xt, pred_x0, ot_ode=ot_ode, generator=generator)  # Eq. 4
+        if mask is not None:
+            known = x1 if ot_ode else x1 + float(bridge.std_sb[prev_step]) * _randn(x1, generator)  # Eq. 11
+            xt = keep_known(xt, known, mask)
+        if callback is not None:
+            callback(prev_step, step, xt, pred_x0)
+    return xt
 
 
 def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, eta: float = DEFAULT_ETA,
@@ -231,7 +144,7 @@ def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int,
                 zeta = boot_noise.to(x1) if boot_noise is not None else _randn(x1, generator)
             elif eta > 0:
                 zeta = math.sqrt(1.0 - eta**2) * zeta + eta * _randn(x1, generator)
-            x_prev = _keep_known(x_prev, x1 + float(bridge.std_sb[prev_step]) * zeta, mask)
+            x_prev = keep_known(x_prev, x1 + float(bridge.std_sb[prev_step]) * zeta, mask)
         xt = x_prev
         if callback is not None:
             callback(prev_step, step, xt, pred_x0)
@@ -265,12 +178,12 @@ def heun_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mas
     for i, (prev_step, step) in enumerate(pairs):
         pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
         r, c_t, c_s = heun_coefs(bridge, prev_step, step)
-        x_prev = _keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)  # Euler: the authors' OT-ODE step
+        x_prev = keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)  # Euler: the authors' OT-ODE step
         corrected = prev_step > 0 and not (nfe % 2 == 0 and i == 0)
         if corrected:
             pred_prev = _predict(predict_x0, x_prev, prev_step, clip_denoise)
             pred_x0 = (c_t * pred_x0 + c_s * pred_prev) / (1.0 - r)
-            x_prev = _keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
+            x_prev = keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
         xt = x_prev
         if callback is not None:
             callback(prev_step, step, xt, pred_x0)
@@ -301,7 +214,7 @@ def multistep_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int
             s_u, pred_u = history
             pred_x0 = pred_t + (1.0 - g) * delta / ((1.0 - r) * (s_u - s_t)) * (pred_t - pred_u)
         history = (s_t, pred_t)
-        xt = _keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
+        xt = keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
         if callback is not None:
             callback(prev_step, step, xt, pred_x0)
     return xt

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..utils.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -32,26 +34,7 @@ def _env_int(*names: str, default: int) -> int:
     return default
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:{local_rank}`` when CUDA is available, else ``cpu``; ``cuda`` gets the local rank.
-
-    A name that is not a device, or CUDA where there is none, is a one-line ``ValueError``.
-    """
-    name = device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{local_rank}"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"device={name!r} is not a device (auto | cpu | cuda | cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} requested but CUDA is not available here (use device=cpu)")
-    return dev
-
-
-def init(device: str = "auto") -> DistInfo:
+def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group described by torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) or Slurm.
 
     One process without those variables runs undistributed. NCCL is used on CUDA, gloo on CPU.

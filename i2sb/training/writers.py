@@ -38,7 +38,7 @@ class JsonlWriter:
 class TensorBoardWriter:
     def __init__(self, run_dir: Path):
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: pip install tensorboard
         except ImportError as err:
             raise ValueError("logging.tensorboard=true needs the 'tensorboard' package: pip install tensorboard") from err
         self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
@@ -57,7 +57,7 @@ class TensorBoardWriter:
 class WandbWriter:
     def __init__(self, run_dir: Path, project: str, config: dict[str, Any]):
         try:
-            import wandb
+            import wandb  # optional: pip install wandb
         except ImportError as err:
             raise ValueError("logging.wandb=true needs the 'wandb' package: pip install wandb") from err
         self._wandb = wandb

@@ -1,4 +1,4 @@
-"""Evaluate a folder of restored images (PSNR, SSIM, FID, ResNet-50 accuracy) and the ``i2sb-eval`` program.
+"""Evaluate a folder of restored images: PSNR, SSIM, FID, ResNet-50 accuracy (what ``i2sb-eval`` runs).
 
 Pairs are matched by relative path without extension (``restored/a/x.png`` <-> ``reference/a/x.jpg``).
 Images are read with PIL and converted to 8-bit RGB, as clean-fid reads them. PSNR and SSIM are computed
@@ -10,13 +10,8 @@ restored images that have a label.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import re
-import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,15 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
-from i2sb import metrics
-
-# clean-fid's EXTENSIONS (cleanfid/utils.py), compared case-insensitively; .npy arrays are not images here.
-IMAGE_EXTENSIONS = frozenset({".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
-MAX_TABLE_ROWS = 20  # the table lists every image only when there are at most this many
-DEFAULT_JSON_NAME = "metrics.json"  # written inside RESTORED; never an image name
+from ..utils.images import IMAGE_EXTENSIONS, read_uint8, require_images
+from . import metrics
 
 FeatureExtractor = Callable[[Tensor], Tensor]  # (B, 3, H, W) in [0, 255] -> (B, D)
 Classifier = Callable[[Tensor], Tensor]  # (B, 3, H, W) in [-1, 1] -> (B, K) logits
@@ -54,30 +44,26 @@ def image_key(relative: str | Path) -> str:
 
 
 def list_images(folder: str | Path) -> dict[str, Path]:
-    """Images under ``folder`` (recursively) as ``{image_key: path}``, sorted by key."""
+    """Images under ``folder`` (recursively, hidden files skipped) as ``{image_key: path}``, sorted by key."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            continue
+    for path in require_images(folder):
         key = image_key(path.relative_to(folder))
         if key in found:
             raise ValueError(f"two images share the name {key!r} in {folder}: {found[key].name}, {path.name}")
         found[key] = path
-    if not found:
-        raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
     return dict(sorted(found.items()))
 
 
 def read_image(path: Path) -> np.ndarray | None:
     """8-bit RGB ``(H, W, 3)`` uint8, or ``None`` with an :class:`EvaluationWarning` if unreadable."""
     try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for broken or truncated files
-        warnings.warn(f"skipping unreadable image {path}: {err}", EvaluationWarning, stacklevel=2)
+        return read_uint8(path)
+    except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split()).removeprefix(f"{path}: ")
+        warnings.warn(f"skipping unreadable image {path}: {reason}", EvaluationWarning, stacklevel=2)
         return None
 
 
@@ -353,152 +339,3 @@ def evaluate_folders(
         "notes": notes,
         "per_image": scan.rows,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def _weights_help(spec: metrics.WeightsSpec) -> str:
-    return f"{spec.what}:\n  get {spec.url}\n  then {spec.option} PATH, or ${spec.env_var}=PATH, or {spec.cache_path()}"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="i2sb-eval",
-        description="PSNR/SSIM against REFERENCE, FID (clean-fid legacy_pytorch), ResNet-50 top-1 accuracy.",
-        epilog="Weights are read from local files, never downloaded.\n"
-        + "\n".join(_weights_help(s) for s in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the URLs on one line
-    )
-    add = p.add_argument
-    add("restored", type=Path, help="folder of restored images")
-    add("reference", type=Path, nargs="?", help="folder of clean images; pairs share the relative path")
-    add("--fid-ref", type=Path, help="FID reference: .npz with mu/sigma (clean-fid or ADM) or image folder")
-    add("--labels", type=Path, help="text/CSV file of NAME,CLASS_INDEX lines (enables accuracy)")
-    add("--inception", type=Path, help=f"{metrics.INCEPTION_WEIGHTS.filename} (clean-fid legacy_pytorch)")
-    add("--resnet", type=Path, help=f"torchvision ResNet-50 state_dict, {metrics.RESNET50_WEIGHTS.filename}")
-    add("--no-fid", action="store_true", help="do not compute FID")
-    add("--json", type=Path, help=f"metrics file to write (default: RESTORED/{DEFAULT_JSON_NAME})")
-    add("--no-json", action="store_true", help="write no metrics file")
-    add("--per-image", action="store_true", help=f"list every image (default: only up to {MAX_TABLE_ROWS})")
-    add("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    add("--batch-size", type=_positive_int, default=32)
-    return p
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-# per-image columns: row key -> (header, format); a column is shown when some row has the key
-TABLE_COLUMNS = {"psnr": ("PSNR[dB]", ".2f"), "ssim": ("SSIM", ".4f"), "label": ("label", "d"), "pred": ("pred", "d")}
-
-
-def _image_rows(rows: list[dict]) -> list[str]:
-    shown = [k for k in TABLE_COLUMNS if any(k in r for r in rows)]
-    if not shown:
-        return []
-    lines = [f"{'image':<32}" + "".join(f" {TABLE_COLUMNS[k][0]:>9}" for k in shown)]
-    for r in rows:
-        lines.append(f"{r['name'][-32:]:<32}" + "".join(f" {_fmt(r.get(k), TABLE_COLUMNS[k][1]):>9}" for k in shown))
-    return lines + [""]
-
-
-def format_table(result: dict, per_image: bool = False) -> str:
-    """A readable table: one row per image when there are few (or ``per_image``), then the summary."""
-    lines = _image_rows(result["per_image"]) if per_image or result["num_images"] <= MAX_TABLE_ROWS else []
-    fid_ref = f"  (clean-fid legacy_pytorch, vs {result['fid_reference']})" if result["fid"] is not None else ""
-    acc_n = f"  (top-1, {result['num_labeled']} labelled images)" if result["accuracy"] is not None else ""
-    lines += [
-        f"images     {result['num_images']} ({result['num_pairs']} paired, "
-        f"{result['num_unreadable']} unreadable files skipped)",
-        f"PSNR [dB]  {_fmt(result['psnr'], '.3f')}",
-        f"SSIM       {_fmt(result['ssim'], '.4f')}",
-        f"FID        {_fmt(result['fid'], '.3f')}{fid_ref}",
-        f"accuracy   {_fmt(result['accuracy'], '.4f')}{acc_n}",
-    ]
-    return "\n".join(lines + [f"note: {n}" for n in result["notes"]])
-
-
-def _json_safe(value):
-    """JSON has no inf/nan: non-finite floats become the strings 'inf', '-inf', 'nan'."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_json_atomic(data: dict, path: Path) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise ValueError(f"refusing to write metrics to {path}: it has an image extension")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_json_safe(data), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"i2sb-eval: warning: {message}", file=sys.stderr)
-
-
-def _device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def _run(args: argparse.Namespace) -> dict:
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", EvaluationWarning)
-        warnings.showwarning = _print_warning  # one line per skipped file, restored on exit
-        return evaluate_folders(
-            args.restored, args.reference, fid_ref=args.fid_ref, labels=args.labels,
-            inception=args.inception, resnet=args.resnet, fid=not args.no_fid,
-            device=_device(args.device), batch_size=args.batch_size,
-        )  # fmt: skip
-
-
-def main(argv: list[str]) -> int:
-    """``i2sb-eval RESTORED [REFERENCE] [options]``; returns the exit status (0 ok, 1 bad input, 2 usage)."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # argparse has printed the usage or help
-        return int(exit_.code or 0)
-    json_path = args.json if args.json is not None else args.restored / DEFAULT_JSON_NAME
-    try:
-        if not args.no_json and json_path.suffix.lower() in IMAGE_EXTENSIONS:  # checked before the long run
-            raise ValueError(f"refusing to write metrics to {json_path}: it has an image extension")
-        result = _run(args)
-        if not args.no_json:
-            write_json_atomic(result, json_path)
-    except (OSError, ValueError, RuntimeError) as err:
-        message = str(err).strip().splitlines() or [type(err).__name__]
-        print(f"i2sb-eval: error: {message[0]}", file=sys.stderr)
-        return 1
-    print(format_table(result, per_image=args.per_image))
-    if not args.no_json:
-        print(f"metrics written to {json_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

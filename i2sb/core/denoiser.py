@@ -1,16 +1,15 @@
-"""Glue between a U-Net and the bridge: step -> network time, optional x1 concat, output -> x0."""
+"""The x0-predicting denoiser: a U-Net with the authors' time input and optional x1 conditioning, -> x0 (Eq. 12)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .bridge import Bridge, Predictor
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from .bridge import Bridge
+from .precision import autocast
+from .types import Predictor
 
 
 class Denoiser(nn.Module):
@@ -34,34 +33,6 @@ class Denoiser(nn.Module):
                 raise ValueError("this model is conditioned on x1 (cond_x1=True): pass cond=x1")
             xt = torch.cat([xt, cond.to(xt.dtype)], dim=1)
         return self.net(xt, self.noise_levels[step.to(self.noise_levels.device)])
-
-
-def native_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` runs bfloat16 natively (CUDA with bf16 support; CPUs with AVX512-BF16 or AMX)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
-
-
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``auto`` -> ``bf16`` where :func:`native_bf16`, else ``fp32``; other values are returned unchanged."""
-    if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"precision must be auto or one of {', '.join(AUTOCAST_DTYPES)}, got '{precision}'")
-    return precision
-
-
-def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``precision`` in auto | fp32 | bf16 | fp16 (fp32: no-op; auto: :func:`resolve_precision`)."""
-    dtype = AUTOCAST_DTYPES[resolve_precision(precision, device)]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def make_predictor(

@@ -1,0 +1,2 @@
+"""Scoring restorations: :mod:`.metrics` (PSNR, SSIM, FID, ResNet-50 accuracy on tensors), :mod:`.folders`
+(a folder of restored images against references: what ``i2sb-eval`` runs) and :mod:`.report` (its table)."""

@@ -1,0 +1,82 @@
+"""What every training method shares: boundary pairs made from a batch, the masked regression loss, the interface.
+
+A method turns a microbatch of boundary pairs into a loss (Algorithm 1 for I2SB). The trainer only talks to
+this interface, so the baselines trained "with the same trainer" (a DDPM prior, Palette) plug in through
+:data:`i2sb.methods.METHODS` without touching the loop. How a trained network restores is
+:mod:`i2sb.restoration`'s business, not the method's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import TaskConfig
+from ..core.boundary import bridge_boundary
+from ..core.precision import autocast
+from ..degrade import Degradation, build
+
+
+@dataclass
+class Pair:
+    """One microbatch of boundary pairs on the device. Shapes (B, 3, H, W); mask (B, 1, H, W), 1 = hole;
+    ``x1`` is what the bridge starts from (hole filled with noise, plus x1 noise), ``cond`` what the network
+    is conditioned on (None without ``cond_x1``)."""
+
+    x0: Tensor
+    x1: Tensor
+    mask: Tensor | None
+    cond: Tensor | None
+
+
+class Method(Protocol):
+    """A training objective: its network input width, its denoiser wrapper and its loss."""
+
+    name: str
+    n_steps: int
+    in_channels: int  # network input channels
+
+    def denoiser(self, net: nn.Module) -> nn.Module: ...
+
+    def loss(self, model: nn.Module, pair: Pair, g: torch.Generator, precision: str = "fp32",
+             channels_last: bool = False) -> Tensor: ...
+
+
+def task_degradation(task: TaskConfig, image_size: int) -> Degradation | None:
+    """The task's degradation for (B, 3, image_size, image_size) batches; None for paired data (no operator)."""
+    if task.degradation is None:
+        return None
+    return build(task.degradation, image_size, **dict(task.params))
+
+
+def make_pair(batch: dict[str, Tensor], deg: Degradation | None, task: TaskConfig, g: torch.Generator,
+              device: torch.device) -> Pair:
+    """Clean batch (``x0``, or ``x0`` + ``x1`` for paired data) -> boundary pair on ``device``
+    (authors' ``Runner.sample_batch``): degraded on the device, then :func:`~i2sb.core.boundary.bridge_boundary`."""
+    x0 = batch["x0"].to(device, non_blocking=True)
+    mask = None
+    if "x1" in batch:
+        x1 = batch["x1"].to(device, non_blocking=True)
+    else:
+        with torch.no_grad():
+            x1, mask = deg(x0, generator=g)
+    x1, cond = bridge_boundary(x1, mask, task.cond_x1, task.add_x1_noise, g)
+    return Pair(x0, x1, mask, cond)
+
+
+def regression_loss(model: nn.Module, xt: Tensor, step: Tensor, cond: Tensor | None, target: Tensor,
+                    mask: Tensor | None, precision: str = "fp32", channels_last: bool = False) -> Tensor:
+    """MSE of ``model(xt, step, cond)`` (autocast per ``precision``, float32 loss) to ``target``; on the hole
+    only when ``mask`` (B, 1, H, W) is given. ``xt``/``target`` (B, 3, H, W), ``step`` (B,)."""
+    if channels_last:
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    with autocast(xt.device, precision):
+        pred = model(xt, step, cond)
+    pred = pred.float()
+    if mask is not None:
+        pred, target = mask * pred, mask * target
+    return F.mse_loss(pred, target)

@@ -1,0 +1,70 @@
+"""The baselines as training methods of the I2SB trainer (``i2sb-train method=ddpm|palette task=...``).
+
+* ``ddpm``: an unconditional ε-model on clean images (Ho et al. 2020, Algorithm 1, L_simple of Eq. 14); x1 is
+  ignored. It is the prior of DDNM (:func:`i2sb.restoration.algorithms.ddnm_restoration`).
+* ``palette``: the same loss with the degraded image concatenated to x_t (Saharia et al. 2022; in_channels 6,
+  initialised from ADM as in the I2SB paper, App. C.1). For inpainting, as Palette's code does, the known
+  pixels of x_t are the clean ones and the loss covers the hole only; restoration starts from N(0, I).
+
+Both use ADM's linear schedule with ``task.n_steps`` steps (1000 by default).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import Tensor, nn
+
+from ..baselines.eps import EpsDenoiser
+from ..baselines.gaussian import GaussianDiffusion
+from ..config import TaskConfig
+from ..nets.unet import input_channels
+from .base import Pair, regression_loss
+
+
+def degraded_image(pair: Pair) -> Tensor:
+    """The degraded image without the extra x1 noise of ``add_x1_noise`` (``cond`` holds it when present)."""
+    return pair.cond if pair.cond is not None else pair.x1
+
+
+class EpsMethod:
+    """The baselines' objective: ADM's Gaussian diffusion and the eps-prediction loss, unconditional (``ddpm``)
+    or conditioned on the degraded image (``palette``)."""
+
+    def __init__(self, task: TaskConfig, conditional: bool):
+        self.task, self.conditional = task, conditional
+        self.name = "palette" if conditional else "ddpm"
+        self.n_steps = task.n_steps
+        self.in_channels = input_channels(conditional)
+
+    @cached_property
+    def diffusion(self) -> GaussianDiffusion:
+        """ADM's linear schedule with ``task.n_steps`` steps, built on first use."""
+        return GaussianDiffusion.linear(self.n_steps)
+
+    def denoiser(self, net: nn.Module) -> nn.Module:
+        return EpsDenoiser(net, conditional=self.conditional)
+
+    def loss(self, model: nn.Module, pair: Pair, g: torch.Generator, precision: str = "fp32",
+             channels_last: bool = False) -> Tensor:
+        """Ho et al. Algorithm 1: t ~ U{1..N}, x_t = q_sample(t, x0, eps), || eps - eps_theta(x_t, t) ||^2."""
+        x0 = pair.x0
+        step = torch.randint(1, self.n_steps + 1, (x0.shape[0],), generator=g, device=x0.device)
+        noise = torch.randn(x0.shape, generator=g, device=x0.device, dtype=x0.dtype)
+        xt = self.diffusion.q_sample(step, x0, noise)
+        mask = pair.mask if self.conditional else None
+        if mask is not None:  # Palette inpainting: clean known pixels in the input, loss on the hole
+            xt = mask * xt + (1 - mask) * x0
+        cond = degraded_image(pair) if self.conditional else None
+        return regression_loss(model, xt, step, cond, noise, mask, precision, channels_last)
+
+
+def ddpm_method(task: TaskConfig) -> EpsMethod:
+    """``method=ddpm``: the unconditional prior (x1 is ignored)."""
+    return EpsMethod(task, conditional=False)
+
+
+def palette_method(task: TaskConfig) -> EpsMethod:
+    """``method=palette``: conditional diffusion from Gaussian noise."""
+    return EpsMethod(task, conditional=True)

@@ -1,0 +1,195 @@
+"""The one restoration path: a trained network + the algorithm it restores with, on images of any size.
+
+>>> import i2sb
+>>> restorer = i2sb.load("runs/jpeg5", device="cuda")          # or the authors' results/jpeg-5/
+>>> restored = restorer.restore(images, nfe=10)                # images: (B, 3, H, W) in [-1, 1]
+
+:class:`Restorer` does what every kind of model needs -- checks the inputs, resolves and validates the
+sampling options once (:meth:`Restorer.options`), pads to the network's multiple, tiles large images, crops
+back -- and hands the math to an :class:`Algorithm` (:mod:`.algorithms`: I2SB's bridge samplers, Palette,
+DDNM). Validation during training, ``i2sb-sample``, ``i2sb.load(...).restore`` and ``scripts/compare.py``
+all restore through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ..config import TaskConfig
+from ..core.precision import PRECISIONS
+from ..core.types import StepCallback
+from .tiling import TiledDenoiser, cropped_callback, pad_to_multiple
+
+MASKED_TASKS = frozenset({"inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030"})
+
+
+class OptionError(ValueError):
+    """A sampling option that does not fit the model; ``key`` names it, ``reason`` says why."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key, self.reason = key, reason
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Sampling settings after :meth:`Restorer.options` resolved defaults and checked them against the model.
+
+    ``eta`` is the value the algorithm uses (None where its sampler has no eta); ``tile`` 0 means no tiling.
+    """
+
+    nfe: int
+    sampler: str = "ddpm"
+    eta: float | None = None
+    ot_ode: bool = False
+    clip_denoise: bool = False
+    precision: str = "auto"
+    tile: int = 0
+    tile_overlap: int = 0
+
+
+class Algorithm(Protocol):
+    """The math of one kind of model (see :mod:`.algorithms`); :class:`Restorer` does the rest."""
+
+    name: str
+    max_nfe: int  # nfe ranges over 1 .. max_nfe
+    pads: bool  # inputs may be padded to the network's multiple (False: the algorithm needs the exact size)
+
+    def resolve(self, sampler: str, eta: float | None, ot_ode: bool | None) -> tuple[float | None, bool]:
+        """``(eta, ot_ode)`` the sampler runs with; ``ValueError`` if ``sampler`` / ``eta`` / ``ot_ode`` do not fit."""
+
+    def steps(self, options: SamplingOptions) -> list[int]:
+        """The step indices the sampler visits, ascending (what a trajectory can log)."""
+
+    def run(self, model: nn.Module, x1: Tensor, mask: Tensor | None, options: SamplingOptions,
+            generator: torch.Generator | None, callback: StepCallback | None) -> Tensor:
+        """Restore ``x1`` (B, 3, H, W) with ``model`` (the denoiser, possibly tiled) -> (B, 3, H, W)."""
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (cpu for an empty module)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+class Restorer:
+    """A trained network ready to restore images.
+
+    Attributes: ``denoiser`` (eval mode; ``denoiser.net`` is the U-Net), ``algorithm`` (:class:`Algorithm`),
+    ``task`` (:class:`~i2sb.config.TaskConfig`), ``image_size`` (training size, the default tile),
+    ``default_nfe``, ``device``, ``down_factor``.
+    """
+
+    def __init__(self, denoiser: nn.Module, algorithm: Algorithm, task: TaskConfig, image_size: int,
+                 default_nfe: int = 10):
+        self.denoiser, self.algorithm, self.task = denoiser, algorithm, task
+        self.image_size, self.default_nfe = int(image_size), int(default_nfe)
+
+    def __repr__(self) -> str:
+        return (f"Restorer({self.algorithm.name}, task={self.task.name!r}, image_size={self.image_size}, "
+                f"device={self.device})")
+
+    @property
+    def device(self) -> torch.device:
+        return module_device(self.denoiser)
+
+    @property
+    def down_factor(self) -> int:
+        """Total down-sampling of the U-Net; padded sides are multiples of it."""
+        return 2 ** (len(self.denoiser.net.config["channel_mult"]) - 1)
+
+    @property
+    def needs_mask(self) -> bool:
+        """Inpainting checkpoints restore holes that a mask must mark."""
+        return self.task.degradation in MASKED_TASKS
+
+    # ------------------------------------------------------------------ options, once
+    def options(self, nfe: int | None = None, sampler: str = "ddpm", eta: float | None = None,
+                ot_ode: bool | None = None, clip_denoise: bool = False, precision: str = "auto",
+                tile: int | None = None, tile_overlap: int | None = None) -> SamplingOptions:
+        """Resolve defaults and check every sampling option against this model; :class:`OptionError` otherwise.
+
+        Args:
+            nfe: network evaluations, 1 .. ``algorithm.max_nfe``; None: ``default_nfe``.
+            sampler, eta, ot_ode: the sampler (I2SB: ``ddpm`` | ``implicit`` | ``heun`` | ``multistep``, see
+                :mod:`i2sb.core.samplers`; baselines: ``ddpm`` | ``implicit``), its stochasticity, and the
+                deterministic OT-ODE (None: as trained).
+            clip_denoise: clamp every x0 prediction to [-1, 1].
+            precision: autocast precision of the network, auto | fp32 | bf16 | fp16 (auto: bf16 where the device
+                runs it natively, see :func:`i2sb.core.precision.resolve_precision`).
+            tile, tile_overlap: None -> tiles of the training size (rounded to ``down_factor``) overlapping by a
+                quarter; 0 -> never tile.
+        """
+        nfe = self.default_nfe if nfe is None else nfe
+        if isinstance(nfe, bool) or not isinstance(nfe, Integral) or not 1 <= nfe <= self.algorithm.max_nfe:
+            raise OptionError("nfe", f"must be in 1..{self.algorithm.max_nfe} for this checkpoint "
+                                     f"({self.algorithm.name}), got {nfe!r}")
+        for key, given_eta in (("sampler", None), ("eta", eta)):
+            try:
+                eta_used, ot_ode_used = self.algorithm.resolve(sampler, given_eta, ot_ode)
+            except ValueError as err:
+                raise OptionError(key, str(err)) from None
+        if precision not in PRECISIONS:
+            raise OptionError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        tile, tile_overlap = self._tiling(tile, tile_overlap)
+        return SamplingOptions(int(nfe), sampler, eta_used, ot_ode_used, bool(clip_denoise), precision, tile, tile_overlap)
+
+    def _tiling(self, tile: int | None, overlap: int | None) -> tuple[int, int]:
+        m = self.down_factor
+        tile = max(m, self.image_size // m * m) if tile is None else int(tile)
+        if tile < 0 or tile % m:
+            raise OptionError("tile", f"must be 0 (off) or a multiple of the network's down-sampling factor {m}, "
+                                      f"got {tile}")
+        overlap = tile // 4 if overlap is None else int(overlap)
+        if tile and not 0 <= overlap < tile:
+            raise OptionError("tile_overlap", f"must be in 0..{tile - 1} for tile={tile}, got {overlap}")
+        return tile, overlap
+
+    # ------------------------------------------------------------------ restoring
+    @torch.no_grad()
+    def restore(self, images: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None,
+                callback: StepCallback | None = None, options: SamplingOptions | None = None,
+                **settings) -> Tensor:
+        """Restore degraded ``images`` (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) on their device and dtype.
+
+        Args:
+            mask: inpainting mask (B or 1, 1, H, W), 1 = hole; the hole's pixels in ``images`` are ignored.
+            generator: ``torch.Generator`` on ``self.device`` for reproducible noise.
+            callback: ``callback(prev_step, step, x_prev, pred_x0)`` with cropped (B, 3, H, W) tensors,
+                e.g. an :class:`i2sb.core.trajectory.Trajectory`.
+            options: resolved :class:`SamplingOptions`; otherwise ``settings`` (``nfe=``, ``sampler=``, ...)
+                go through :meth:`options`.
+        """
+        options = self.options(**settings) if options is None else options
+        x1, mask = self._check_inputs(images, mask)
+        height, width = x1.shape[-2:]
+        if self.algorithm.pads:
+            x1 = pad_to_multiple(x1, self.down_factor)
+            mask = None if mask is None else pad_to_multiple(mask, self.down_factor)
+        elif height % self.down_factor or width % self.down_factor:
+            raise ValueError(f"{self.algorithm.name} needs image sides divisible by {self.down_factor}, got "
+                             f"{width}x{height}")
+        model = self.denoiser
+        if options.tile:
+            model = TiledDenoiser(self.denoiser, options.tile, options.tile_overlap)
+        out = self.algorithm.run(model, x1, mask, options, generator, cropped_callback(callback, height, width))
+        return out[..., :height, :width].to(device=images.device, dtype=images.dtype)
+
+    def _check_inputs(self, images: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"images must be a floating tensor (B, 3, H, W) in [-1, 1], got {shape}")
+        x1 = images.to(device=self.device, dtype=torch.float32)
+        if mask is None:
+            return x1, None
+        batch, _, height, width = x1.shape
+        valid = mask.ndim == 4 and mask.shape[1] == 1 and mask.shape[0] in (1, batch)
+        if not valid or mask.shape[-2:] != (height, width):
+            raise ValueError(f"mask must have shape (B or 1, 1, {height}, {width}), got {tuple(mask.shape)}")
+        return x1, mask.to(device=self.device, dtype=torch.float32)

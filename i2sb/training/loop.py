@@ -1,0 +1,199 @@
+"""The training loop (Algorithm 1): ``train(cfg)`` -- no Hydra in here; ``i2sb-train`` wraps it (``i2sb.cli``).
+
+``train`` joins the process group (torchrun / Slurm), builds the :class:`~.trainer.Trainer` (which resolves the
+config for the device once), resumes from ``run_dir/latest.pt``, and runs steps until ``trainer.max_steps``:
+logging, validation (rank 0, through the same :class:`~i2sb.restoration.Restorer` as ``i2sb-sample``),
+checkpoints, and a clean stop on SIGTERM / SIGUSR1 (preemption).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any, Iterator
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig, to_container, to_train_config
+from ..data import build_split, infinite_loader
+from ..methods import task_degradation
+from ..restoration.checkpoints import LATEST
+from ..utils.files import remove_temp_files
+from ..utils.torchfile import load_torch
+from .dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
+from .trainer import Trainer
+from .validation import build_validator, validation_line
+from .writers import build_writer
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. the loss stayed non-finite); the message says why."""
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT (preemption): the loop saves and exits at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def build_data(cfg: TrainConfig, info: DistInfo, start_step: int, n_micro: int) -> Iterator[dict]:
+    """The endless, resumable stream of this rank's training microbatches from ``start_step`` on."""
+    dataset = build_split(cfg.data, "train")
+    return infinite_loader(
+        dataset, cfg.trainer.microbatch, rank=info.rank, world_size=info.world_size, seed=cfg.seed,
+        num_workers=cfg.data.num_workers, pin_memory=cfg.data.pin_memory and info.device.type == "cuda",
+        start_step=start_step * n_micro,
+    )
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    """Train per ``cfg`` (dict / DictConfig / TrainConfig) in this process; returns a summary dict.
+
+    Runs under torchrun as well (one process per device). Resumes from ``run_dir/latest.pt``
+    when ``resume`` is true and the file exists.
+    """
+    cfg = to_train_config(cfg)
+    info = init_distributed(cfg.device)
+    try:
+        return _train(cfg, info)
+    finally:
+        shutdown(info)
+
+
+def cpu_batch_hint(cfg: TrainConfig, device: torch.device) -> str | None:
+    """A note when the authors' cluster batch (256, in microbatches) meets a CPU; None otherwise."""
+    if device.type != "cpu" or cfg.trainer.batch_size < 64:
+        return None
+    return (f"[i2sb] note: trainer.batch_size={cfg.trainer.batch_size} (lr {cfg.trainer.lr:g}) is the authors' "
+            "multi-GPU setting; on a CPU, trainer=cpu (batch 8, lr 1e-3) trains a small model in minutes")
+
+
+def _train(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
+    trainer = Trainer(cfg, info)
+    cfg, run_dir = trainer.cfg, trainer.run_dir  # from here on the one resolved config
+    hint = cpu_batch_hint(cfg, info.device)
+    if hint:
+        print0(info, hint)
+    latest = run_dir / LATEST
+    if cfg.resume and latest.is_file():
+        trainer.load_state_dict(load_torch(latest), str(latest))
+        print0(info, f"[i2sb] resumed from {latest} at step {trainer.step}")
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_temp_files(run_dir)
+        OmegaConf.save(OmegaConf.create(to_container(cfg)), run_dir / "config.yaml")
+    deg = task_degradation(cfg.task, cfg.data.image_size)
+    loader = build_data(cfg, info, trainer.step, trainer.n_micro)
+    validator = build_validator(cfg, trainer.method.denoiser(trainer.ema.module), deg, info.device) \
+        if info.is_main else None
+    writer = build_writer(run_dir, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
+                          to_container(cfg)) if info.is_main else None
+    try:
+        with _StopFlag() as stop:
+            summary = _loop(cfg, info, trainer, loader, deg, validator, writer, stop)
+    finally:
+        if writer is not None:
+            writer.close()
+    return summary
+
+
+def _loop(cfg, info, trainer, loader, deg, validator, writer, stop) -> dict[str, Any]:
+    t = cfg.trainer
+    bar = _progress(cfg, info, trainer.step)
+    loss_sum = torch.zeros((), device=trainer.device)
+    last_log, last_time, summary = trainer.step, time.perf_counter(), {"preempted": False}
+    while trainer.step < t.max_steps:
+        loss = trainer.train_step([next(loader) for _ in range(trainer.n_micro)], deg)
+        loss_sum += torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss))
+        if bar is not None:
+            bar.update(1)
+        if trainer.step % t.log_every == 0 or trainer.step == t.max_steps:
+            values = _log_values(trainer, loss_sum, trainer.step - last_log, time.perf_counter() - last_time)
+            _check_bad_steps(trainer, info)
+            if writer is not None:
+                writer.scalars(trainer.step, values)
+            if bar is not None:
+                bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
+            summary.update(values)
+            loss_sum.zero_()
+            last_log, last_time = trainer.step, time.perf_counter()
+        if validator is not None and (trainer.step % t.eval_every == 0 or trainer.step == t.max_steps):
+            values = validator.run(trainer.step, writer)
+            _write_line(bar, validation_line(trainer.step, t.eval_nfe, values))
+            summary.update(values)
+        if trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps:
+            trainer.save(keep=t.keep_every > 0 and trainer.step % t.keep_every == 0)
+        if _should_stop(stop, info, trainer.step % t.log_every == 0):
+            trainer.save()
+            summary["preempted"] = True
+            print0(info, f"[i2sb] stop requested: saved {cfg.run_dir}/latest.pt at step {trainer.step}")
+            break
+    if bar is not None:
+        bar.close()
+    summary.update(step=trainer.step, bad_steps=int(trainer.bad_total), run_dir=str(cfg.run_dir))
+    return summary
+
+
+def _write_line(bar: Any, line: str) -> None:
+    """Print above the progress bar when there is one (rank 0 only: only rank 0 validates)."""
+    if bar is not None:
+        bar.write(line)
+    else:
+        print(line, flush=True)
+
+
+def _progress(cfg: TrainConfig, info: DistInfo, start: int):
+    if not (cfg.logging.progress and info.is_main):
+        return None
+    return tqdm(total=cfg.trainer.max_steps, initial=start, desc=f"i2sb {cfg.task.name}", unit="it", dynamic_ncols=True)
+
+
+def _log_values(trainer: Trainer, loss_sum: Tensor, n_steps: int, seconds: float) -> dict[str, float]:
+    loss = all_reduce_mean(loss_sum, trainer.info) / max(n_steps, 1)
+    return {
+        "loss": float(loss),
+        "lr": float(trainer.scheduler.get_last_lr()[0]),
+        "bad_steps": int(trainer.bad_total),
+        "it_per_s": n_steps / max(seconds, 1e-9),
+    }
+
+
+def _check_bad_steps(trainer: Trainer, info: DistInfo) -> None:
+    run = int(trainer.bad_run)
+    if run >= trainer.cfg.trainer.max_bad_steps:
+        raise TrainingError(
+            f"loss or gradients were non-finite for {run} consecutive steps (up to step {trainer.step}); "
+            f"stopping. Last good checkpoint: {trainer.run_dir / LATEST}. Try a lower trainer.lr, "
+            f"trainer.precision=fp32 or trainer.grad_clip"
+        )
+
+
+def _should_stop(stop: _StopFlag, info: DistInfo, collective: bool) -> bool:
+    """The local flag alone, or (distributed, at ``collective`` steps only: no per-step sync) any rank's."""
+    if not info.distributed:
+        return stop.raised
+    if not collective:
+        return False
+    flag = torch.tensor(float(stop.raised), device=info.device)
+    torch.distributed.all_reduce(flag)
+    return bool(flag > 0)

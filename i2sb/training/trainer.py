@@ -1,0 +1,203 @@
+"""One rank's training state (:class:`Trainer`) and one optimiser step of Algorithm 1.
+
+Per optimiser step, each rank accumulates gradients over ``batch_size / (world_size * microbatch)``
+microbatches (loss divided accordingly, DDP gradient sync on the last microbatch only), then AdamW,
+StepLR and the EMA advance. Every random draw of step ``k`` (t, X_t noise, masks, x1 noise, dropout)
+comes from generators seeded with ``(seed, rank, k)``, so a run resumed from ``latest.pt`` continues
+exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from ..config import ConfigError, TrainConfig, to_container
+from ..core.precision import resolve_precision
+from ..degrade import Degradation
+from ..methods import build_method, make_pair
+from ..nets.guided_diffusion import load_adm_init
+from ..nets.unet import UNet
+from ..restoration.checkpoints import FORMAT, LATEST, VERSION
+from ..utils.seeds import seeded_generator
+from ..utils.torchfile import save_torch
+from .dist import DistInfo, barrier
+from .ema import EMA
+
+STEP_STREAM = 7  # the last word of a step's seed (seed, rank, step, 7): kept so old runs resume identically
+
+
+def resolved(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """``cfg`` with everything that depends on the device decided (``trainer.precision: auto`` -> bf16 | fp32);
+    the config the run trains with, saves in ``config.yaml`` and in its checkpoints."""
+    precision = resolve_precision(cfg.trainer.precision, device)
+    return replace(cfg, trainer=replace(cfg.trainer, precision=precision))
+
+
+def build_unet(cfg: TrainConfig) -> UNet:
+    """The U-Net of ``cfg.model`` with the input channels of ``cfg.method`` (6 with x1 conditioning)."""
+    return UNet(in_channels=build_method(cfg.method, cfg.task).in_channels, **cfg.model.unet_kwargs())
+
+
+def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device):
+    """AdamW + StepLR with the authors' defaults; fused AdamW where the device supports it."""
+    t = cfg.trainer
+    fused = t.fused_optimizer and device.type in ("cuda", "cpu")
+    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.lr_step, gamma=t.lr_gamma)
+    return optimizer, scheduler
+
+
+def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator of one (seed, rank, step): every draw of a step, never dependent on history."""
+    return seeded_generator(seed, rank, step, STEP_STREAM, device=device)
+
+
+def micro_steps(cfg: TrainConfig, world_size: int) -> int:
+    """Microbatches per rank and optimiser step; ``batch_size`` must split evenly."""
+    t = cfg.trainer
+    if t.batch_size % (world_size * t.microbatch):
+        raise ConfigError(
+            f"config key 'trainer.batch_size': {t.batch_size} is not divisible by world_size ({world_size}) "
+            f"x trainer.microbatch ({t.microbatch})"
+        )
+    return t.batch_size // (world_size * t.microbatch)
+
+
+class Trainer:
+    """The model, EMA, optimiser, step counter and the one resolved config (:attr:`cfg`) of one rank.
+
+    :meth:`train_step` does one optimiser step and advances :attr:`step`; :meth:`save` / :meth:`load_state_dict`
+    write and restore everything a bit-exact resume needs.
+    """
+
+    def __init__(self, cfg: TrainConfig, info: DistInfo):
+        cfg = resolved(cfg, info.device)
+        self.cfg, self.info, self.device = cfg, info, info.device
+        self.run_dir = Path(cfg.run_dir)
+        self.n_micro = micro_steps(cfg, info.world_size)
+        self.method = build_method(cfg.method, cfg.task)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.unet = build_unet(cfg)
+        if cfg.model.init:
+            load_adm_init(self.unet, cfg.model.init)
+        self.unet.to(self.device)
+        if cfg.trainer.channels_last:
+            self.unet.to(memory_format=torch.channels_last)
+        self.denoiser = self.method.denoiser(self.unet).to(self.device)
+        self.ema = EMA(self.unet, cfg.trainer.ema, cfg.trainer.ema_warmup)
+        self.optimizer, self.scheduler = build_optimizer(list(self.unet.parameters()), cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.trainer.precision == "fp16")
+        self.step = 0
+        self.bad_total = torch.zeros((), dtype=torch.long, device=self.device)
+        self.bad_run = torch.zeros((), dtype=torch.long, device=self.device)
+        self.ddp = DDP(self.denoiser, device_ids=[self.device] if self.device.type == "cuda" else None) \
+            if info.distributed else None
+        self.model: nn.Module = self.ddp if self.ddp is not None else self.denoiser
+        if cfg.trainer.compile:
+            self.model = torch.compile(self.model)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, batches: list[dict[str, Tensor]], deg: Degradation | None) -> Tensor:
+        """One optimiser step over ``n_micro`` microbatches, then ``step += 1``; returns the (device) mean loss."""
+        g = step_generator(self.cfg.seed, self.info.rank, self.step, self.device)
+        torch.manual_seed(g.initial_seed())  # dropout and any other global draw, per step
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for i, batch in enumerate(batches):
+            pair = make_pair(batch, deg, self.cfg.task, g, self.device)
+            last = i == len(batches) - 1
+            with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
+                loss = self.method.loss(self.model, pair, g, self.cfg.trainer.precision,
+                                        self.cfg.trainer.channels_last) / len(batches)
+                self.scaler.scale(loss).backward()
+            total += loss.detach()
+        self._optimizer_step(total)
+        self.step += 1
+        return total
+
+    def _optimizer_step(self, loss: Tensor) -> None:
+        params = [p for p in self.unet.parameters() if p.grad is not None]
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.trainer.grad_clip if self.cfg.trainer.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        bad = ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # skips non-finite steps itself
+            self.scaler.update()
+        elif getattr(self.optimizer, "defaults", {}).get("fused"):
+            self.optimizer.found_inf = bad.float()  # fused AdamW skips the update on device, no sync
+            self.optimizer.step()
+            del self.optimizer.found_inf
+        elif not bool(bad):
+            self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update(self.unet, skip=bad)
+        self.bad_total += bad
+        self.bad_run = (self.bad_run + 1) * bad
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "step": self.step,
+            "model": self.unet.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "cuda": _cuda_rng_states()},
+            "stats": {"bad_steps": int(self.bad_total)},
+            "config": to_container(self.cfg),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        _check_same_model(state.get("config", {}), to_container(self.cfg), source)
+        self.unet.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["lr_scheduler"])
+        self.scaler.load_state_dict(state["grad_scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = int(state["step"])
+        self.bad_total.fill_(int(state.get("stats", {}).get("bad_steps", 0)))
+
+    def save(self, keep: bool = False) -> None:
+        """Rank 0 writes ``latest.pt`` atomically (and ``ckpt_{step}.pt`` with ``keep``)."""
+        if self.info.is_main:
+            state = self.state_dict()
+            save_torch(state, self.run_dir / LATEST)
+            if keep:
+                save_torch(state, self.run_dir / f"ckpt_{self.step:09d}.pt")
+        barrier(self.info)
+
+
+def _cuda_rng_states() -> list[Tensor]:
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+
+
+def _check_same_model(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    """Resuming must keep the method, the network and the bridge; the trainer section may change (e.g. max_steps)."""
+    if "method" in saved and saved["method"] != current.get("method"):
+        raise ConfigError(f"{source}: cannot resume: config key 'method' was {saved['method']!r} in the checkpoint "
+                          f"but is {current.get('method')!r} now (use a new run_dir)")
+    for section in ("model", "task"):
+        for key, value in current.get(section, {}).items():
+            if key in ("init",) or section not in saved:
+                continue
+            old = saved[section].get(key)
+            if old != value:
+                raise ConfigError(
+                    f"{source}: cannot resume: config key '{section}.{key}' was {old!r} in the checkpoint but is "
+                    f"{value!r} now (use a new run_dir, or resume=false to start over)"
+                )

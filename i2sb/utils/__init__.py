@@ -1,0 +1,8 @@
+"""Small helpers every layer may use (imports nothing else of i2sb).
+
+* :mod:`.files`     -- the one atomic file writer (temporary file + rename), JSON output, leftover cleanup
+* :mod:`.torchfile` -- ``torch.save`` through the atomic writer, ``torch.load(weights_only=True)`` with one-line errors
+* :mod:`.images`    -- the one image lister / reader / writer (float32 (3, H, W) in [-1, 1])
+* :mod:`.device`    -- the one device resolver (``auto`` -> cuda / cpu)
+* :mod:`.seeds`     -- the one seed mixer (independent streams from tuples of integers)
+"""
