@@ -1,0 +1,108 @@
+"""``key=value`` command lines for the tools that are not Hydra apps (``i2sb-eval``, ``i2sb-download``,
+``i2sb-export``, ``i2sb-degrade``): a dataclass is the schema, its fields' ``help`` metadata the usage.
+
+    @dataclass
+    class Options:
+        input: str = field(default=MISSING, metadata={"help": "folder of clean images"})
+        seed: int = field(default=0, metadata={"help": "base seed"})
+
+    TOOL = Tool("i2sb-degrade", Options, "degrade a folder", "i2sb-degrade task=jpeg5 input=clean output=x1")
+    sys.exit(run_tool(TOOL, argv, job))      # job(options) -> exit status
+
+Values are parsed as YAML (``nfe=10``, ``ot_ode=true``, ``model.channel_mult=[1,2]``) and checked against the
+schema: an unknown key, a wrong type or a missing required key is one line naming it, exit status 2.
+``-h``/``--help`` prints the keys with their defaults and one example.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields, is_dataclass
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from ..config import ConfigError, validated
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A command: its name, schema (a dataclass), one-line summary, one example and positional keys (keys that
+    may be given as bare values, in order, e.g. ``i2sb-download NAME``)."""
+
+    prog: str
+    schema: type
+    summary: str
+    example: str
+    positional: tuple[str, ...] = ()
+
+
+class UsageError(ValueError):
+    """A command line that does not fit the tool's schema."""
+
+
+def _default_text(f: Any) -> str:
+    if f.default is not MISSING:
+        return "required" if f.default == "???" else repr(f.default)
+    if f.default_factory is not MISSING:
+        value = f.default_factory()
+        return "(see below)" if is_dataclass(value) else repr(value)
+    return "required"
+
+
+def usage(tool: Tool) -> str:
+    """The ``--help`` text: usage line, summary, every key with its default and help, one example."""
+    bare = " ".join(f"[{k.upper()}]" if i else k.upper() for i, k in enumerate(tool.positional))
+    lines = [f"usage: {tool.prog} {bare + ' ' if bare else ''}[key=value ...]", "", tool.summary, "", "keys:"]
+    for f in fields(tool.schema):
+        lines.append(f"  {f.name:<16} {_default_text(f):<14} {f.metadata.get('help', '')}".rstrip())
+    lines += ["", f"example: {tool.example}"]
+    return "\n".join(lines)
+
+
+def parse(tool: Tool, argv: list[str]) -> Any:
+    """``argv`` -> an instance of ``tool.schema``; :class:`UsageError` (one line) for anything that does not fit."""
+    dotlist, bare = [], []
+    for arg in argv:
+        if arg.startswith("-"):
+            raise UsageError(f"unknown option '{arg}'; keys are written key=value (see {tool.prog} --help)")
+        (dotlist if "=" in arg else bare).append(arg)
+    if len(bare) > len(tool.positional):
+        extra = bare[len(tool.positional)]
+        raise UsageError(f"unexpected argument '{extra}'; write key=value (see {tool.prog} --help)")
+    given = {a.split("=", 1)[0] for a in dotlist}
+    for key, value in zip(tool.positional, bare):
+        if key in given:
+            raise UsageError(f"'{key}' is given twice: as '{value}' and as {key}=...")
+        dotlist.append(f"{key}={value}")
+    try:
+        return validated(tool.schema, OmegaConf.from_dotlist(dotlist))
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    except Exception as err:  # a malformed value OmegaConf cannot parse
+        raise UsageError(" ".join(str(err).split())) from None
+
+
+def run_tool(tool: Tool, argv: list[str], job: Callable[[Any], int]) -> int:
+    """Parse ``argv`` (``--help``: print the usage, 0), run ``job(options)``; returns the exit status.
+
+    Usage errors: one line on stderr, status 2. ``job`` reports its own failures and returns 1 for them;
+    Ctrl-C: status 130.
+    """
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage(tool))
+        return 0
+    try:
+        options = parse(tool, argv)
+    except UsageError as err:
+        print(f"{tool.prog}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(job(options) or 0)
+    except KeyboardInterrupt:
+        print(f"{tool.prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
