@@ -17,6 +17,7 @@ schema: an unknown key, a wrong type or a missing required key is one line namin
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from omegaconf import OmegaConf
 from ..config import ConfigError, validated
 
 EXIT_USAGE = 2
+WIDTH = 110  # of the --help text
 EXIT_INTERRUPTED = 130
 
 
@@ -45,21 +47,28 @@ class UsageError(ValueError):
     """A command line that does not fit the tool's schema."""
 
 
+def _yaml(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _default_text(f: Any) -> str:
     if f.default is not MISSING:
-        return "required" if f.default == "???" else repr(f.default)
+        return "required" if f.default == "???" else _yaml(f.default)
     if f.default_factory is not MISSING:
         value = f.default_factory()
-        return "(see below)" if is_dataclass(value) else repr(value)
+        return "(see below)" if is_dataclass(value) else _yaml(value)
     return "required"
 
 
 def usage(tool: Tool) -> str:
     """The ``--help`` text: usage line, summary, every key with its default and help, one example."""
     bare = " ".join(f"[{k.upper()}]" if i else k.upper() for i, k in enumerate(tool.positional))
-    lines = [f"usage: {tool.prog} {bare + ' ' if bare else ''}[key=value ...]", "", tool.summary, "", "keys:"]
+    lines = [f"usage: {tool.prog} {bare + ' ' if bare else ''}[key=value ...]", "", *textwrap.wrap(tool.summary, WIDTH), "",
+             f"  {'key=':<16} {'default':<14} meaning"]
     for f in fields(tool.schema):
-        lines.append(f"  {f.name:<16} {_default_text(f):<14} {f.metadata.get('help', '')}".rstrip())
+        help_text = textwrap.wrap(f.metadata.get("help", ""), width=WIDTH - 34) or [""]
+        lines.append(f"  {f.name + '=':<16} {_default_text(f):<14} {help_text[0]}".rstrip())
+        lines += [" " * 34 + line for line in help_text[1:]]
     lines += ["", f"example: {tool.example}"]
     return "\n".join(lines)
 
@@ -74,6 +83,8 @@ def parse(tool: Tool, argv: list[str]) -> Any:
     if len(bare) > len(tool.positional):
         extra = bare[len(tool.positional)]
         raise UsageError(f"unexpected argument '{extra}'; write key=value (see {tool.prog} --help)")
+    if not argv:
+        raise UsageError(f"nothing to do; see {tool.prog} --help")
     given = {a.split("=", 1)[0] for a in dotlist}
     for key, value in zip(tool.positional, bare):
         if key in given:
@@ -87,18 +98,22 @@ def parse(tool: Tool, argv: list[str]) -> Any:
         raise UsageError(" ".join(str(err).split())) from None
 
 
-def run_tool(tool: Tool, argv: list[str], job: Callable[[Any], int]) -> int:
+def run_tool(tool: Tool, argv: list[str], job: Callable[[Any], int],
+             check: Callable[[Any], Any] | None = None) -> int:
     """Parse ``argv`` (``--help``: print the usage, 0), run ``job(options)``; returns the exit status.
 
-    Usage errors: one line on stderr, status 2. ``job`` reports its own failures and returns 1 for them;
-    Ctrl-C: status 130.
+    ``check(options)`` (optional) validates values beyond the schema's types before any work, raising
+    :class:`UsageError` or ``ValueError``. Usage errors: one line on stderr, status 2. ``job`` reports its own
+    failures and returns 1 for them; Ctrl-C: status 130.
     """
     if any(a in ("-h", "--help") for a in argv):
         print(usage(tool))
         return 0
     try:
         options = parse(tool, argv)
-    except UsageError as err:
+        if check is not None:
+            options = check(options) or options
+    except (UsageError, ValueError) as err:
         print(f"{tool.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:

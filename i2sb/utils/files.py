@@ -55,6 +55,35 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a new regular file under the current umask (``0o644`` for umask ``0o022``)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """Mode of a new directory under the current umask (``0o755`` for umask ``0o022``)."""
+    return 0o777 & ~current_umask()
+
+
+def fix_mode(path: Path) -> None:
+    """Give ``path`` the mode the umask gives new files or directories (temp files are often ``0600``)."""
+    os.chmod(path, dir_mode() if path.is_dir() else file_mode())
+
+
 def json_safe(value: Any) -> Any:
     """JSON has no inf/nan: non-finite floats become the strings 'inf', '-inf', 'nan' (recursively)."""
     if isinstance(value, float) and not math.isfinite(value):

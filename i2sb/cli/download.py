@@ -1,0 +1,94 @@
+"""``i2sb-download``: the authors' pretrained checkpoints and the ADM ImageNet-256 weights.
+
+Exit status: 0 done (or already present), 1 a download failed (one-line message), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import MISSING
+
+from ..restoration.pretrained import (DEFAULT_ADM_DIR, DEFAULT_ROOT, MIRROR_ENV, PRETRAINED, download_adm,
+                                      download_checkpoint, local_state, lookup)
+from ..utils.download import DownloadError
+from .keyvalue import Tool, UsageError, run_tool
+
+PROG = "i2sb-download"
+COMMANDS = ("list", "adm")  # besides a checkpoint name
+
+
+@dataclass
+class DownloadOptions:
+    name: str = field(default=MISSING, metadata={
+        "help": f"a checkpoint ({', '.join(PRETRAINED)}; or the task name, e.g. jpeg5), 'list' (the table, "
+                f"what is here) or 'adm' (256x256_diffusion_uncond.pt, the training init and DDNM's prior)"})
+    dir: Optional[str] = field(default=None, metadata={
+        "help": f"target folder (null: {DEFAULT_ROOT}/ for checkpoints, {DEFAULT_ADM_DIR}/ for adm)"})
+    mirror: Optional[str] = field(default=None, metadata={
+        "help": f"base URL serving NAME/latest.pt, NAME/options.pkl, 256x256_diffusion_uncond.pt (null: "
+                f"${MIRROR_ENV}, else Google Drive via gdown: pip install 'i2sb[download]')"})
+    progress: bool = field(default=True, metadata={"help": "progress bars on stderr"})
+
+
+TOOL = Tool(PROG, DownloadOptions,
+            "Download the I2SB authors' checkpoints into DIR/NAME/ (latest.pt + options.pkl, the layout "
+            "i2sb-sample ckpt= reads), or guided-diffusion's ADM ImageNet-256 weights into DIR/.",
+            f"{PROG} jpeg-5 && i2sb-sample ckpt={DEFAULT_ROOT}/jpeg-5 input=degraded/ output=restored/",
+            positional=("name",))
+
+
+def _log(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def list_table(root: str | Path) -> str:
+    """One row per checkpoint: name, i2sb task, the paper's FID (which table), present in ``root``."""
+    rows = [("name", "task", "paper FID", "local")]
+    for entry in PRETRAINED.values():
+        fid = f"{entry.fid:.1f} ({entry.fid_kind}, Table {entry.table})"
+        rows.append((entry.name, entry.task, fid, local_state(entry.name, root)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.append(f"local = both latest.pt and options.pkl in {Path(root) / 'NAME'} (not verified; "
+                 f"'{PROG} NAME' verifies). ADM init: '{PROG} adm'.")
+    return "\n".join(lines)
+
+
+def _download(options: DownloadOptions) -> int:
+    if options.name == "list":
+        print(list_table(options.dir or DEFAULT_ROOT))
+        return 0
+    try:
+        if options.name == "adm":
+            print(download_adm(options.dir or DEFAULT_ADM_DIR, options.mirror, options.progress, log=_log))
+            return 0
+        folder = download_checkpoint(options.name, options.dir or DEFAULT_ROOT, options.mirror, options.progress,
+                                     log=_log)
+    except DownloadError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    print(folder)
+    _log(f"restore with: i2sb-sample ckpt={folder} input=DIR output=DIR")
+    return 0
+
+
+def _check_name(options: DownloadOptions) -> DownloadOptions:
+    if options.name not in COMMANDS:
+        try:
+            lookup(options.name)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    return options
+
+
+def download_main(argv: list[str]) -> int:
+    """``i2sb-download NAME|list|adm [dir=...] [mirror=URL] [progress=true]``; returns the exit status."""
+    return run_tool(TOOL, argv, _download, check=_check_name)
+
+
+def main() -> None:
+    sys.exit(download_main(sys.argv[1:]))

@@ -1,0 +1,329 @@
+"""The authors' released I2SB checkpoints and guided-diffusion's ADM ImageNet-256 weights, for users.
+
+* :data:`PRETRAINED`: the nine checkpoints of NVlabs/I2SB (``scripts/download_checkpoint.sh``), each with
+  its Google-Drive folder, the i2sb task it restores and the paper's FID. :func:`download_checkpoint` puts
+  one into ``ROOT/NAME/{latest.pt, options.pkl}``, the layout ``i2sb-sample ckpt=ROOT/NAME`` reads.
+  Sources: Google Drive through the optional ``gdown`` package, or a plain-HTTP mirror
+  (``mirror=URL`` / ``$I2SB_MIRROR``) serving ``URL/NAME/latest.pt`` and ``URL/NAME/options.pkl``.
+* :func:`download_adm`: ``256x256_diffusion_uncond.pt`` (the training initialisation and DDNM's prior)
+  through ``torch.hub.download_url_to_file``, checked against its SHA-256, size and tensor shapes.
+
+Files are staged in a hidden ``ROOT/.NAME.*.partial/`` folder, verified (``latest.pt`` loads with
+``torch.load(weights_only=True)`` and holds ``net`` and ``ema``; ``options.pkl`` reads with the restricted
+unpickler of :mod:`i2sb.restoration.authors`), then renamed into ``ROOT/NAME/`` together: a failed download leaves
+``ROOT/NAME/`` as it was. Files already present and verified are not downloaded again. A staging folder
+left by a killed process is removed by the next call (restartable, not resumable). Errors are
+:class:`~i2sb.utils.download.DownloadError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..utils.download import DownloadError, Log, check_file, download, one_line
+from ..utils.files import fix_mode
+from ..utils.torchfile import load_torch
+from .authors import read_options
+
+__all__ = ["Pretrained", "PRETRAINED", "download_checkpoint", "download_adm", "lookup", "resolve_mirror",
+           "local_state", "verify_checkpoint_file", "verify_options_file", "verify_adm", "ADM_FILE", "ADM_URL"]
+
+DEFAULT_ROOT = "results"  # as in the authors' scripts and README
+DEFAULT_ADM_DIR = "data"  # where the authors' code puts ADM (i2sb/ckpt_util.py)
+MIRROR_ENV = "I2SB_MIRROR"
+CKPT_FILE = "latest.pt"
+OPTIONS_FILE = "options.pkl"
+FILES = (OPTIONS_FILE, CKPT_FILE)  # the small one first: a wrong mirror fails fast
+NET_PREFIX = "diffusion_model."
+DRIVE_FOLDER = "https://drive.google.com/drive/folders/"
+ALL_CHECKPOINTS_URL = DRIVE_FOLDER + "1sgHF2FjgsAiV7doBeeOiBD8NyQhKutsG"  # NVlabs/I2SB README
+LICENSE = "CC-BY-NC-SA-4.0"  # the checkpoints' license (NVlabs/I2SB README)
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """One released checkpoint: ``name`` as the authors spell it (their ``--corrupt``), i2sb ``task``."""
+
+    name: str
+    task: str
+    drive_id: str
+    fid: float       # I2SB row of the paper's table
+    table: int       # 2: 4x SR (FID on the full ImageNet val set); 3: JPEG; 4: inpainting; 5: deblurring (FID-10k)
+    ca: float        # classifier accuracy (%), same row
+    description: str
+
+    @property
+    def drive_url(self) -> str:
+        return DRIVE_FOLDER + self.drive_id
+
+    @property
+    def fid_kind(self) -> str:
+        return "FID-50k" if self.table == 2 else "FID-10k"  # SR: full ImageNet val set; others: 10k subset
+
+
+PRETRAINED: dict[str, Pretrained] = {p.name: p for p in (
+    Pretrained("jpeg-5", "jpeg5", "17bPMUX5yBcL8YTN8nbfJT6WHXU6CNLd7", 4.6, 3, 67.9, "JPEG restoration, QF 5"),
+    Pretrained("jpeg-10", "jpeg10", "13on7v54W8ncQ4RlSl3PIZn0NalfiGaJd", 3.6, 3, 72.1, "JPEG restoration, QF 10"),
+    Pretrained("sr4x-pool", "sr4x_pool", "1VIA8haw3Oy0OqL-CeEM2Rekk92tL0gD0", 2.7, 2, 71.0,
+               "4x super-resolution, average pooling"),
+    Pretrained("sr4x-bicubic", "sr4x_bicubic", "1QfpggccSV9llWMBrklZ6OPdlGR7qRd6F", 2.8, 2, 70.7,
+               "4x super-resolution, bicubic"),
+    Pretrained("blur-uni", "blur_uni", "1_U9IhgH7CxNp0_8o9F3D86sihflPGKDZ", 3.9, 5, 73.7, "deblurring, uniform kernel"),
+    Pretrained("blur-gauss", "blur_gauss", "1vatmaOiEgO_Z9JQiFhHdcjiSNgnS9lBY", 3.0, 5, 75.0,
+               "deblurring, Gaussian kernel"),
+    Pretrained("inpaint-center", "inpaint_center", "1ounBKyUezkZmjC7d3tzbBwfEBe0Y7bkM", 4.9, 4, 66.1,
+               "inpainting, 128x128 center box"),
+    Pretrained("inpaint-freeform1020", "inpaint_freeform1020", "1WGYzrxO-t4Q6XadgwWdUuh6Ue966LYKw", 2.9, 4, 74.9,
+               "inpainting, freeform masks 10-20%"),
+    Pretrained("inpaint-freeform2030", "inpaint_freeform2030", "18Q1ZtUcl3z63v0VOSR5hVH3T5fGNgf3I", 3.2, 4, 73.4,
+               "inpainting, freeform masks 20-30%"),
+)}
+
+# guided-diffusion's unconditional ImageNet-256 ADM, as NVlabs/I2SB i2sb/ckpt_util.py fetches it. SHA-256 and
+# size: the Disco Diffusion model map (v5.6+) and two independent local measurements of the file (2,211,383,297
+# bytes, 552,814,086 parameters, the count the shapes below give); the hash is checked by torch.hub.
+ADM_FILE = "256x256_diffusion_uncond.pt"
+ADM_URL = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/" + ADM_FILE
+ADM_SHA256 = "a37c32fffd316cd494cf3f35b339936debdc1576dad13fe57c42399a5dbc78b1"
+ADM_SIZE = 2_211_383_297
+ADM_TENSORS = 566
+ADM_NUMEL = 552_814_086
+ADM_SHAPES = {
+    "input_blocks.0.0.weight": (256, 3, 3, 3),
+    "time_embed.0.weight": (1024, 256),
+    "middle_block.1.qkv.weight": (3072, 1024, 1),
+    "out.2.weight": (6, 256, 3, 3),  # learn_sigma: 3 mean + 3 variance channels
+    "out.2.bias": (6,),
+}
+
+
+# ---------------------------------------------------------------------------- names, places
+def lookup(name: str) -> Pretrained:
+    """The checkpoint called ``name`` (the authors' ``jpeg-5`` or the i2sb task ``jpeg5``); one-line ValueError."""
+    if name in PRETRAINED:
+        return PRETRAINED[name]
+    by_task = {p.task: p for p in PRETRAINED.values()}
+    if name in by_task:
+        return by_task[name]
+    raise ValueError(f"unknown checkpoint '{name}', expected one of: {', '.join(PRETRAINED)}")
+
+
+def resolve_mirror(mirror: str | None) -> str | None:
+    """``mirror`` or else ``$I2SB_MIRROR``, without a trailing slash; ``None`` means the original hosts."""
+    mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    return mirror.rstrip("/") if mirror else None
+
+
+def checkpoint_dir(name: str, root: str | Path = DEFAULT_ROOT) -> Path:
+    """``root/NAME``, the folder ``i2sb-sample ckpt=`` takes."""
+    return Path(root).expanduser() / lookup(name).name
+
+
+def local_state(name: str, root: str | Path = DEFAULT_ROOT) -> str:
+    """``"yes"`` if both files are in ``root/NAME``, ``"partial"`` if one is, ``"no"`` otherwise (not verified)."""
+    folder = checkpoint_dir(name, root)
+    present = sum((folder / f).is_file() for f in FILES)
+    return "yes" if present == len(FILES) else "partial" if present else "no"
+
+
+# ---------------------------------------------------------------------------- verification
+def _load_dict(path: Path) -> dict[str, Any]:
+    """The file as a dict via the one safe loader (``weights_only=True``, memory-mapped); ValueError otherwise."""
+    try:
+        return load_torch(path, mmap=True)
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(one_line(str(err), 200)) from None
+
+
+def verify_checkpoint_file(path: Path) -> None:
+    """Raise ValueError unless ``path`` is the authors' ``latest.pt``: ``net`` (prefixed keys) and ``ema``."""
+    ckpt = _load_dict(Path(path))
+    missing = [key for key in ("net", "ema") if key not in ckpt]
+    if missing:
+        raise ValueError(f"{Path(path).name}: no '{missing[0]}' entry (keys: {', '.join(map(str, ckpt))[:100]})")
+    net, ema = ckpt["net"], ckpt["ema"]
+    if not isinstance(net, dict) or not net or not all(str(k).startswith(NET_PREFIX) for k in net):
+        raise ValueError(f"{Path(path).name}: 'net' is not an Image256Net state dict (keys '{NET_PREFIX}...')")
+    if not isinstance(ema, dict):
+        raise ValueError(f"{Path(path).name}: 'ema' is a {type(ema).__name__}, not torch_ema's state dict")
+
+
+def verify_options_file(path: Path, name: str | None = None) -> None:
+    """Raise ValueError unless ``path`` is an ``options.pkl`` (restricted unpickler) for checkpoint ``name``."""
+    try:
+        options = read_options(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(str(err)) from None
+    missing = [key for key in ("interval", "beta_max") if key not in options]
+    if missing:
+        raise ValueError(f"{Path(path).name}: option '{missing[0]}' is missing")
+    corrupt = options.get("corrupt")
+    if name is not None and corrupt is not None and corrupt != name:
+        raise ValueError(f"{Path(path).name}: options are for corrupt={corrupt}, not {name}")
+
+
+def verify_adm(path: Path) -> None:
+    """Raise ValueError unless ``path`` has the tensors of guided-diffusion's unconditional ADM-256."""
+    state = _load_dict(Path(path))
+    for key, shape in ADM_SHAPES.items():
+        value = state.get(key)
+        if value is None or tuple(getattr(value, "shape", ())) != shape:
+            found = "missing" if value is None else f"shape {tuple(getattr(value, 'shape', ()))}"
+            raise ValueError(f"{Path(path).name}: '{key}' is {found}, expected {shape} (not {ADM_FILE})")
+    numel = sum(getattr(v, "numel", lambda: 0)() for v in state.values())
+    if len(state) != ADM_TENSORS or numel != ADM_NUMEL:
+        raise ValueError(f"{Path(path).name}: {len(state)} tensors / {numel} values, expected "
+                         f"{ADM_TENSORS} / {ADM_NUMEL} (not {ADM_FILE})")
+
+
+def _file_check(entry: Pretrained, filename: str):
+    if filename == CKPT_FILE:
+        return verify_checkpoint_file
+    return lambda path: verify_options_file(path, entry.name)
+
+
+def _missing(entry: Pretrained, target: Path, log: Log) -> list[str]:
+    """The files of ``entry`` that ``target`` lacks or that fail verification (said through ``log``)."""
+    missing = []
+    for filename in FILES:
+        path = target / filename
+        problem = check_file(path, verify=_file_check(entry, filename)) if path.exists() else "missing"
+        if problem is not None:
+            missing.append(filename)
+            if problem != "missing":
+                log(f"{path}: present but unusable ({problem}); downloading it again")
+    return missing
+
+
+# ---------------------------------------------------------------------------- staging
+@contextmanager
+def _staging(root: Path, name: str) -> Iterator[Path]:
+    """A hidden ``root/.NAME.*.partial`` folder, removed afterwards (and any left by a killed run)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".{name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _install(files: dict[str, Path], target: Path) -> None:
+    """Rename verified staged files into ``target`` with umask permissions (same file system: atomic each)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for filename, staged in files.items():
+        fix_mode(staged)
+        os.replace(staged, target / filename)
+
+
+def _find(folder: Path, filename: str) -> Path | None:
+    """``folder/filename``, or ``folder/*/filename`` when the Drive folder arrived inside a subfolder."""
+    direct = folder / filename
+    if direct.is_file():
+        return direct
+    nested = sorted(folder.glob(f"*/{filename}"))
+    return nested[0] if len(nested) == 1 else None
+
+
+# ---------------------------------------------------------------------------- sources
+def _from_mirror(entry: Pretrained, filenames: list[str], staging: Path, target: Path, mirror: str,
+                 progress: bool, log: Log) -> dict[str, Path]:
+    staged = {}
+    for filename in filenames:
+        url = f"{mirror}/{entry.name}/{filename}"
+        log(f"{target / filename}: downloading from {url}")
+        staged[filename] = download(url, staging / filename, verify=_file_check(entry, filename), progress=progress,
+                                    manual=f"download {url} and save it as {target / filename}")
+    return staged
+
+
+def _import_gdown(entry: Pretrained) -> Any:
+    try:
+        import gdown  # optional: pip install 'i2sb[download]'
+    except ImportError:
+        raise DownloadError(f"downloading {entry.name} from Google Drive needs the 'gdown' package: "
+                            f"pip install 'i2sb[download]' (or pip install gdown), or use mirror=URL") from None
+    return gdown
+
+
+def _gdown_reason(err: Exception) -> str:
+    """gdown's (often multi-line) error as a short reason; connection failures said plainly."""
+    text = one_line(f"{type(err).__name__}: {err}", 200)
+    if type(err).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "SSLError", "ProxyError"):
+        return f"cannot reach Google Drive (offline?): {text}"
+    return f"gdown failed ({text})"
+
+
+def _from_drive(entry: Pretrained, filenames: list[str], staging: Path, target: Path,
+                progress: bool) -> dict[str, Path]:
+    gdown = _import_gdown(entry)
+    url = entry.drive_url
+    manual = f"to get it by hand, download {' and '.join(FILES)} from {url} into {target}{os.sep}"
+    try:
+        listed = gdown.download_folder(url=url, output=str(staging), quiet=not progress)
+    except Exception as err:  # gdown raises its own errors, requests' and ValueError; old versions return None
+        raise DownloadError(f"cannot download {entry.name} from {url}: {_gdown_reason(err)}; {manual}") from None
+    if listed is None:
+        raise DownloadError(f"cannot download {entry.name} from {url}: gdown could not list the folder; {manual}")
+    staged = {}
+    for filename in filenames:
+        path = _find(staging, filename)
+        problem = "not in the Drive folder" if path is None else check_file(path, verify=_file_check(entry, filename))
+        if problem is not None:
+            raise DownloadError(f"cannot download {entry.name} from {url}: {filename} {problem}; {manual}")
+        staged[filename] = path
+    return staged
+
+
+# ---------------------------------------------------------------------------- public entry points
+def download_checkpoint(name: str, root: str | Path = DEFAULT_ROOT, mirror: str | None = None,
+                        progress: bool = True, log: Log | None = None) -> Path:
+    """Fetch the authors' checkpoint ``name`` into ``root/NAME/`` and return that folder.
+
+    ``mirror`` (or ``$I2SB_MIRROR``) replaces Google Drive by ``{mirror}/{NAME}/{latest.pt,options.pkl}``
+    over plain HTTP(S) (or ``file://``). Files already there and verified are kept; the others are staged,
+    verified and renamed in together. Raises ``ValueError`` for an unknown name, ``DownloadError`` otherwise.
+    """
+    entry = lookup(name)
+    say = log or (lambda message: None)
+    root = Path(root).expanduser()
+    target = root / entry.name
+    missing = _missing(entry, target, say)
+    if not missing:
+        say(f"{target}: {entry.name} already present and verified, not downloaded again")
+        return target
+    mirror = resolve_mirror(mirror)
+    try:
+        with _staging(root, entry.name) as staging:
+            if mirror:
+                staged = _from_mirror(entry, missing, staging, target, mirror, progress, say)
+            else:
+                say(f"{target}: downloading {entry.name} from Google Drive ({entry.drive_url})")
+                staged = _from_drive(entry, missing, staging, target, progress)
+            _install(staged, target)
+    except OSError as err:
+        raise DownloadError(f"cannot store {entry.name} in {target}: {err.strerror or err} "
+                            f"({err.filename or target})") from None
+    say(f"{target}: {entry.name} ready ({', '.join(FILES)})")
+    return target
+
+
+def download_adm(dest_dir: str | Path = DEFAULT_ADM_DIR, mirror: str | None = None, progress: bool = True,
+                 log: Log | None = None) -> Path:
+    """Fetch ``256x256_diffusion_uncond.pt`` into ``dest_dir`` via ``torch.hub.download_url_to_file``.
+
+    Checked against :data:`ADM_SHA256` (by torch.hub), :data:`ADM_SIZE` and :func:`verify_adm`; a verified
+    file already there is kept. ``mirror`` (or ``$I2SB_MIRROR``) serves ``{mirror}/256x256_diffusion_uncond.pt``.
+    """
+    mirror = resolve_mirror(mirror)
+    url = f"{mirror}/{ADM_FILE}" if mirror else ADM_URL
+    return download(url, Path(dest_dir).expanduser() / ADM_FILE, sha256=ADM_SHA256, size=ADM_SIZE,
+                    verify=verify_adm, progress=progress, backend="torch.hub", log=log)
