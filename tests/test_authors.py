@@ -8,7 +8,6 @@ mirror, space_indices, compute_gaussian_product_coef, compute_pred_x0, p_posteri
 
 from __future__ import annotations
 
-import copy
 import io
 import pickle
 import pickletools
@@ -20,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 import i2sb
 from i2sb.cli import sample_main
@@ -30,55 +28,7 @@ from i2sb.restoration.authors import CORRUPTIONS, read_options, task_from_option
 from i2sb.unet import UNet, adm256_kwargs
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import perturb  # noqa: E402
-
-ARCH = dict(image_size=16, model_channels=32, out_channels=3, num_res_blocks=1, attention_resolutions=(2,),
-            channel_mult=(1, 2), num_head_channels=64, use_scale_shift_norm=True, resblock_updown=True)
-
-
-class Image256NetLike(nn.Module):
-    """The authors' wrapper: the U-Net lives under ``diffusion_model`` (hence the key prefix)."""
-
-    def __init__(self, unet: UNet):
-        super().__init__()
-        self.diffusion_model = unet
-
-
-def authors_options(corrupt: str = "jpeg-5", **changes) -> dict:
-    name = changes.pop("name", corrupt)
-    opts = dict(seed=0, name=name, ckpt=None, gpu=None, n_gpu_per_node=1, master_address="localhost", node_rank=0,
-                num_proc_node=1, image_size=16, corrupt=corrupt, t0=1e-4, T=1.0, interval=1000, beta_max=0.3,
-                ot_ode=True, clip_denoise=False, cond_x1=False, add_x1_noise=False, batch_size=256, microbatch=2,
-                num_itr=1000000, lr=5e-5, lr_gamma=0.99, lr_step=1000, l2_norm=0.0, ema=0.99,
-                dataset_dir=PosixPath("/dataset"), log_dir=PosixPath(".log"), log_writer=None, wandb_api_key=None,
-                wandb_user=None, device="cuda:0", distributed=False, use_fp16=False,
-                ckpt_path=PosixPath("results") / name, load=None, global_rank=0, local_rank=0, global_size=1)
-    opts.update(changes)
-    return opts
-
-
-def write_authors_dir(root: Path, options: dict, **arch) -> tuple[UNet, UNet]:
-    """``root/latest.pt`` + ``root/options.pkl`` as the authors' Runner writes them; returns (raw, ema) U-Nets."""
-    root.mkdir(parents=True, exist_ok=True)
-    kwargs = {**ARCH, **arch, "in_channels": 6 if options["cond_x1"] else 3}
-    raw = UNet(**kwargs)
-    perturb(raw, 0.05, seed=1)
-    ema = copy.deepcopy(raw)
-    perturb(ema, 0.03, seed=2)
-    net = Image256NetLike(raw)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=5e-5)
-    sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1000, gamma=0.99)
-    torch.save({
-        "net": net.state_dict(),
-        "ema": {"decay": 0.99, "num_updates": 7, "collected_params": None,  # torch_ema's state_dict()
-                "shadow_params": [p.detach().clone() for p in Image256NetLike(ema).parameters()]},
-        "optimizer": optimizer.state_dict(),
-        "sched": sched.state_dict(),
-    }, root / "latest.pt")
-    with open(root / "options.pkl", "wb") as f:
-        pickle.dump(Namespace(**options), f)
-    return raw.eval(), ema.eval()
-
+from helpers import ARCH, authors_options, write_authors_dir  # noqa: E402
 
 # ---------------------------------------------------------------------------- their sampler, from the formulas
 def space_indices(num_steps: int, count: int) -> list[int]:

@@ -2,83 +2,23 @@
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from torch import nn
 
 import i2sb
-from i2sb.cli import sample_main
-from i2sb.config import to_container, to_train_config
 from i2sb.core.denoiser import make_predictor
-from i2sb.restoration.checkpoints import FORMAT, LATEST, VERSION
 from i2sb.restoration.folder import log_steps
 from i2sb.restoration.tiling import TiledDenoiser, pad_to_multiple, tile_starts
 from i2sb.train import train
-from i2sb.training.trainer import build_unet
-from i2sb.utils.torchfile import save_torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import bridge_restorer, perturb  # noqa: E402
-
-CONFIGS = Path(i2sb.__file__).parent / "configs"
-TINY = yaml.safe_load((CONFIGS / "model" / "tiny.yaml").read_text())  # 16 px, channel_mult [1, 1]
-
-
-def train_config(task: dict | None = None, **model) -> dict:
-    return {
-        "task": {"name": "t", "degradation": "jpeg5", "beta_max": 0.3, "ot_ode": True, "n_steps": 100,
-                 **(task or {})},
-        "model": {**copy.deepcopy(TINY), **model},
-        "data": {"kind": "demo", "image_size": 16},
-        "trainer": {"batch_size": 4, "microbatch": 4, "max_steps": 2, "eval_every": 2, "ckpt_every": 2,
-                    "eval_nfe": 3},
-        "run_dir": "unused",
-    }
-
-
-def write_run(run_dir: Path, task: dict | None = None, random: bool = True, ema_shift: float = 0.05, **model) -> Path:
-    """An i2sb run directory (config.yaml + latest.pt) whose EMA weights differ from the raw ones."""
-    cfg = to_train_config(train_config(task, **model))
-    torch.manual_seed(0)
-    unet = build_unet(cfg)
-    if random:
-        perturb(unet, 0.05, seed=1)
-    ema = build_unet(cfg)
-    ema.load_state_dict(unet.state_dict())
-    if ema_shift:
-        perturb(ema, ema_shift, seed=2)
-    ckpt = {"format": FORMAT, "version": VERSION, "step": 2, "model": unet.state_dict(),
-            "ema": {"decay": 0.99, "num_updates": 2, "warmup": True, "state_dict": ema.state_dict()},
-            "config": to_container(cfg)}
-    save_torch(ckpt, run_dir / LATEST)
-    return run_dir
-
-
-def random_image(h: int, w: int, seed: int, mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    pixels = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
-    return Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        sample_main([*args, "progress=false"])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
-def rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
+from helpers import bridge_restorer, perturb, random_image, rgb, run_cli, train_config, write_run  # noqa: E402
 
 # ---------------------------------------------------------------------------- folder restoration
 def test_zero_network_folder_restoration_keeps_names_sizes_and_pixels(tmp_path, capsys):

@@ -16,7 +16,7 @@ from i2sb.core.samplers import (SAMPLERS, check_sampler, heun_sample, heun_steps
 from i2sb.restoration.folder import log_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import bridge_restorer, toy_predictor  # noqa: E402
+from helpers import bridge_restorer, random_image, run_cli, toy_predictor, write_run  # noqa: E402
 
 F64 = torch.float64
 
@@ -344,8 +344,6 @@ def test_restorer_runs_every_sampler():
 
 
 def test_cli_sampler_keys(tmp_path, capsys):
-    from test_restore import random_image, run_cli, write_run
-
     run = write_run(tmp_path / "run")  # an OT-ODE checkpoint (task.ot_ode: true), n_steps 100
     (tmp_path / "in").mkdir()
     random_image(16, 16, 0).save(tmp_path / "in" / "cat.png")

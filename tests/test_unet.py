@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from i2sb.nets.unet import AttentionBlock, UNet, adm256_kwargs, attention_ds, timestep_embedding
 

@@ -8,6 +8,8 @@ For inpainting the known pixels of the state are the clean ones at every step (P
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
@@ -35,10 +37,7 @@ def palette_sample(
     x_T = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     constrain = None
     if mask is not None:
-        mask = mask.to(device=x1.device, dtype=x1.dtype)
-
-        def constrain(xt: Tensor) -> Tensor:
-            return keep_known(xt, x1, mask)
+        constrain = partial(keep_known, known=x1, mask=mask.to(device=x1.device, dtype=x1.dtype))
 
     return diffusion.sample(predict_eps, x_T, nfe, eta=eta, clip_denoise=clip_denoise, generator=generator,
                             callback=callback, constrain=constrain)

@@ -24,6 +24,7 @@ from ..nets.guided_diffusion import ADM_KEY, adm_state_dict, infer_unet_kwargs, 
 from ..nets.unet import IMAGE_CHANNELS, UNet, adm256_kwargs
 from ..utils.torchfile import load_torch
 from .authors import OPTIONS, authors_spec
+from .exported import exported_spec, is_exported
 from .spec import NetworkSpec
 
 FORMAT = "i2sb-checkpoint"
@@ -55,8 +56,8 @@ def locate(ckpt: str | Path) -> Path:
             raise FileNotFoundError(f"{path}: no {LATEST} in this checkpoint directory")
         return path / LATEST
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found (give a run directory, a .pt file, or the "
-                                f"authors' results/NAME/ with {LATEST} and {OPTIONS})")
+        raise FileNotFoundError(f"{path}: checkpoint not found (give a run directory, a .pt file, an exported "
+                                f"model folder, or the authors' results/NAME/ with {LATEST} and {OPTIONS})")
     return path
 
 
@@ -91,11 +92,14 @@ def adm_prior_spec(obj: dict[str, Any], overrides: dict[str, Any], source: str) 
 
 
 def network_spec(ckpt: str | Path, use_ema: bool = True, overrides: dict[str, Any] | None = None) -> NetworkSpec:
-    """Read a run directory, a checkpoint file, the authors' ``results/NAME/`` or an ADM checkpoint."""
+    """Read a run directory, a checkpoint file, the authors' ``results/NAME/``, an ADM checkpoint or an exported
+    model folder (``i2sb-export``; its EMA or raw weights are the ones chosen at export, ``use_ema`` is moot)."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - UNET_KEYS)
     if unknown:
         raise ValueError(f"unknown model key '{unknown[0]}'; valid keys: {', '.join(sorted(UNET_KEYS))}")
+    if is_exported(ckpt):
+        return exported_spec(ckpt, overrides)
     file = locate(ckpt)
     state = load_torch(file, mmap=True)
     if is_i2sb_checkpoint(state):

@@ -30,6 +30,16 @@ class NetworkSpec:
     method: str = "i2sb"
 
 
+ALIGNMENT = 64  # bytes; what torch's allocator and its checkpoint files give every tensor
+
+
+def _aligned(tensor: Tensor) -> Tensor:
+    """``tensor``, copied where its data is not 64-byte aligned (safetensors packs tensors back to back): CPU
+    kernels take other code paths on unaligned data and round differently, so one network would restore the
+    same image to other bits depending on the file it came from."""
+    return tensor if tensor.data_ptr() % ALIGNMENT == 0 else tensor.clone()
+
+
 def build_network(spec: NetworkSpec, device: torch.device | str = "cpu", source: str = "checkpoint") -> UNet:
     """Instantiate the U-Net of ``spec`` with its weights (float32, eval mode, no gradients) on ``device``."""
     try:
@@ -38,5 +48,5 @@ def build_network(spec: NetworkSpec, device: torch.device | str = "cpu", source:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: cannot build the U-Net: {err}") from None
     check_compatible(spec.weights, unet.state_dict(), source)
-    unet.load_state_dict({k: v.to(torch.float32) for k, v in spec.weights.items()}, assign=True)
+    unet.load_state_dict({k: _aligned(v.to(torch.float32)) for k, v in spec.weights.items()}, assign=True)
     return unet.to(device).eval().requires_grad_(False)
