@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .core.precision import PRECISIONS
 from .core.samplers import SAMPLERS
+from .utils.images import DEFAULT_MAX_PIXELS
 
 T = TypeVar("T")
 NOT_UNET_KEYS = ("name", "init")  # ModelConfig keys that are not UNet arguments
@@ -247,6 +248,7 @@ class SampleConfig:
     tile_overlap: Optional[int] = None  # null: tile // 4
     use_ema: bool = True
     skip_existing: bool = False  # leave images whose outputs all exist (counted as skipped)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images (or forged headers) are refused one by one; 0: no limit
     progress: bool = True
     model: ModelOverrides = field(default_factory=ModelOverrides)
     ddnm: DDNMConfig = field(default_factory=DDNMConfig)
@@ -260,6 +262,7 @@ def to_sample_config(cfg: Any) -> SampleConfig:
 
 
 _POSITIVE = ("batch_size", "n_samples", "traj_frames")
+_NON_NEGATIVE = ("max_pixels",)
 
 
 def check_values(cfg: SampleConfig) -> None:
@@ -267,6 +270,9 @@ def check_values(cfg: SampleConfig) -> None:
     for key in _POSITIVE:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
+    for key in _NON_NEGATIVE:
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"config key '{key}': must be >= 0 (0: no limit), got {getattr(cfg, key)}")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"config key 'precision': must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
     if cfg.traj_format not in TRAJ_FORMATS:

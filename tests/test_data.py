@@ -365,3 +365,50 @@ def test_save_image_clamps_and_rounds_half_up(tmp_path: Path):
     values = torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0]).view(1, 1, 5).expand(3, 1, 5)
     save_image(values, tmp_path / "v.png")
     assert np.asarray(Image.open(tmp_path / "v.png"))[0, :, 0].tolist() == [0, 0, 128, 255, 255]
+
+
+# ---------------------------------------------------------------------------- EXIF orientation and the pixel limit
+def forged_png(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width x height`` (a truncated file: it holds no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("orientation,turn", [(1, 0), (3, 2), (6, -1), (8, 1)])
+def test_images_are_read_upright_by_their_exif_orientation(tmp_path, orientation, turn):
+    """A phone stores pixels as the sensor saw them and an EXIF tag saying how to turn them (6: 90° clockwise)."""
+    from i2sb.utils.images import image_size, read_uint8
+
+    stored = _photo(10, 20, seed=3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    shown = np.rot90(stored, k=turn)
+    assert image_size(path) == shown.shape[:2]
+    np.testing.assert_array_equal(read_uint8(path), shown)
+    np.testing.assert_array_equal(((load_image(path).permute(1, 2, 0) + 1) * 127.5).round().numpy(), shown)
+
+
+def test_the_pixel_limit_is_one_line_and_silences_pillows_warning(tmp_path):
+    import warnings
+
+    from i2sb.utils.images import DEFAULT_MAX_PIXELS, PixelLimitError, image_size
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning would fail the test
+        assert image_size(forged_png(tmp_path / "big.png", 12_000, 10_000)) == (10_000, 12_000)  # 120 MP: allowed
+        with pytest.raises(PixelLimitError, match=r"huge\.png: 15000x15000 is 225\.0 megapixels, over max_pixels"):
+            image_size(forged_png(tmp_path / "huge.png", 15_000, 15_000))
+        with pytest.raises(PixelLimitError, match="max_pixels=100"):
+            load_image(_write(tmp_path / "small.png", _photo(16, 16, 0)), max_pixels=100)
+        assert image_size(tmp_path / "huge.png", max_pixels=0) == (15_000, 15_000)  # 0: no limit
+    assert DEFAULT_MAX_PIXELS == 2 * Image.MAX_IMAGE_PIXELS  # Pillow's own hard limit, and its setting untouched

@@ -373,3 +373,67 @@ def test_colliding_output_names_fail_the_second(folder, capsys):
     random_image(16, 16, 7).save(tmp / "in" / "img0.jpg")
     code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}")
     assert code == 1 and "would overwrite the restoration of" in err and "restored 3 image(s)" in out
+
+
+# ---------------------------------------------------------------------------- reproducible outputs
+def test_an_image_restores_to_the_same_bits_alone_in_a_folder_with_any_batch_and_through_the_api(tmp_path, capsys):
+    """Per-image generators from (seed, relative path, sample): batch composition changes nothing."""
+    from i2sb.utils.seeds import image_generator
+
+    run = write_run(tmp_path / "run", task={"ot_ode": False, "degradation": "inpaint_center", "beta_max": 1.0})
+    folder, masks = tmp_path / "in", tmp_path / "masks"
+    hole = np.zeros((16, 16), np.uint8)
+    hole[4:12, 4:12] = 255
+    for i, name in enumerate(["a.png", "b.png", "sub/c.png", "d.png", "e.png"]):
+        write_pair(folder, name, random_image(16, 16, i), hole, masks)
+    single = tmp_path / "single"
+    write_pair(single, "sub/c.png", random_image(16, 16, 2), None, masks)
+    outputs = {}
+    for label, source, extra in [("folder_b1", folder, ["batch_size=1"]), ("folder_b4", folder, ["batch_size=4"]),
+                                 ("alone", single, [])]:
+        code, _, err = run_cli(capsys, f"ckpt={run}", f"input={source}", f"mask={masks}", "nfe=3", "seed=7",
+                               f"output={tmp_path / label}", "n_samples=2", *extra)
+        assert code == 0, err
+        outputs[label] = [rgb(tmp_path / label / "sub" / f"c_s{k}.png") for k in (0, 1)]
+    for label in ("folder_b4", "alone"):
+        for k in (0, 1):
+            np.testing.assert_array_equal(outputs[label][k], outputs["folder_b1"][k], err_msg=f"{label} s{k}")
+    assert np.abs(outputs["alone"][0].astype(int) - outputs["alone"][1]).max() > 0  # the samples differ
+    x1 = torch.from_numpy(rgb(folder / "sub" / "c.png").copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    mask = torch.from_numpy(hole / 255.0).float()[None, None]
+    api = i2sb.load(run).restore(x1, mask=mask, nfe=3, generator=[image_generator(7, "sub/c.png", 1)])
+    expected = ((api[0].permute(1, 2, 0) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(outputs["alone"][1], expected)
+
+
+def test_a_single_file_input_may_not_write_into_its_folder(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    random_image(16, 16, 0).save(photos / "photo.jpg")
+    random_image(16, 16, 1).save(photos / "photo.png")  # a different image that the output would replace
+    before = (photos / "photo.png").read_bytes()
+    for output in (photos, photos / "restored"):
+        code, _, err = run_cli(capsys, f"ckpt={run}", f"input={photos / 'photo.jpg'}", f"output={output}")
+        assert code == 2 and "inside the folder of input=" in err and err.count("\n") == 1, err
+    assert (photos / "photo.png").read_bytes() == before and sorted(p.name for p in photos.iterdir()) == [
+        "photo.jpg", "photo.png"]
+    code, _, err = run_cli(capsys, f"ckpt={run}", f"input={photos / 'photo.jpg'}", f"output={tmp_path / 'out'}")
+    assert code == 0 and (tmp_path / "out" / "photo.png").is_file(), err
+
+
+def test_images_over_max_pixels_fail_one_by_one_without_warnings(tmp_path, capsys):
+    from test_data import forged_png
+
+    run = write_run(tmp_path / "run")
+    (tmp_path / "in").mkdir()
+    random_image(16, 16, 0).save(tmp_path / "in" / "ok.png")
+    forged_png(tmp_path / "in" / "bomb.png", 20_000, 10_000)  # 200 megapixels claimed by the header
+    random_image(24, 16, 1).save(tmp_path / "in" / "wide.png")
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
+    assert code == 1 and "restored 2 image(s)" in out
+    assert err.count("\n") == 1 and "bomb.png: 20000x10000 is 200.0 megapixels, over max_pixels=178956970" in err
+    assert "Warning" not in err and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.png", "wide.png"]
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'o2'}",
+                             "max_pixels=300")
+    assert code == 1 and "restored 1 image(s)" in out and err.count("max_pixels=300") == 2

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core.noise import Generators
 from ..core.sampler_coefs import check_eta
 from ..core.types import StepCallback
 from ..degrade.base import LinearOperator
@@ -141,7 +142,7 @@ class DDNMStep:
         self.diffusion, self.op, self.y, self.options, self.spec = diffusion, op, y, options, spec
 
     def __call__(self, prev_step: int, step: int, xt: Tensor, eps: Tensor,
-                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+                 generator: Generators) -> tuple[Tensor, Tensor]:
         """``(x_s, x̂0)`` from x_t (B, 3, H, W) and the network's eps at t."""
         x0 = self.diffusion.pred_x0(step, xt, eps)  # Alg. 1 line 3
         if self.options.clip_denoise:
@@ -170,7 +171,7 @@ def ddnm_sample(
     x_T: Tensor,
     nfe: int,
     options: DDNMOptions = DDNMOptions(),
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: StepCallback | None = None,
     spec: Spectrum | None = None,
 ) -> Tensor:

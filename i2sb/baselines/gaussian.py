@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.bridge import space_indices
+from ..core.noise import Generators, randn
 from ..core.types import StepCallback
 
 EpsPredictor = Callable[[Tensor, Tensor], Tensor]
@@ -85,13 +86,13 @@ class GaussianDiffusion:
         return int(step)
 
     @staticmethod
-    def noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    def noise(like: Tensor, generator: Generators) -> Tensor:
         """N(0, I) of ``like``'s shape, dtype and device."""
-        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+        return randn(like, generator)
 
     # ------------------------------------------------------------------ q(x_t | x_0) and the eps parameterisation
     def q_sample(self, step: Tensor | int, x0: Tensor, noise: Tensor | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+                 generator: Generators = None) -> Tensor:
         """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Ho Eq. 4). Shapes (B, C, H, W)."""
         noise = self.noise(x0, generator) if noise is None else noise.to(x0)
         return self._coef("a", step, x0) * x0 + self._coef("b", step, x0) * noise
@@ -139,13 +140,13 @@ class GaussianDiffusion:
         return c_x0, c_xt, math.sqrt((1 - ab_s) / (1 - ab_t) * beta)
 
     def ddim_step(self, prev_step: int, step: int, x0: Tensor, eps: Tensor, eta: float,
-                  generator: torch.Generator | None = None) -> Tensor:
+                  generator: Generators = None) -> Tensor:
         """x_s from the predictions (x0, eps) at t (DDIM Eq. 12); no noise is drawn when sigma = 0."""
         c_x0, c_eps, std = self.ddim_coefs(prev_step, step, eta)
         x_prev = c_x0 * x0 + c_eps * eps
         return x_prev + std * self.noise(x_prev, generator) if std > 0 else x_prev
 
-    def travel(self, step: int, to_step: int, xt: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def travel(self, step: int, to_step: int, xt: Tensor, generator: Generators = None) -> Tensor:
         """Diffuse forward from t to t' > t: x_t' ~ q(x_t' | x_t) = N(sqrt(ab_t'/ab_t) x_t, (1 - ab_t'/ab_t) I)
         (the "time travel" of RePaint and DDNM+, Algorithm 2 line 4)."""
         if not 0 <= step < to_step <= self.n_steps:
@@ -161,7 +162,7 @@ class GaussianDiffusion:
         nfe: int,
         eta: float = 1.0,
         clip_denoise: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         callback: StepCallback | None = None,
         constrain: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 from torch import Tensor
 
 from ..core.boundary import keep_known
+from ..core.noise import Generators, randn
 from ..core.types import StepCallback
 from .gaussian import EpsPredictor, GaussianDiffusion
 
@@ -26,7 +26,7 @@ def palette_sample(
     eta: float = 1.0,
     mask: Tensor | None = None,
     clip_denoise: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Restore ``x1`` (B, 3, H, W): ``nfe`` DDIM-η steps (eta=1: DDPM) from x_T ~ N(0, I).
@@ -34,7 +34,7 @@ def palette_sample(
     ``predict_eps`` must already hold the conditioning (``make_eps_predictor(denoiser, cond)``); ``x1`` only
     provides the known pixels when ``mask`` (B or 1, 1, H, W), 1 = hole, is given.
     """
-    x_T = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    x_T = randn(x1, generator)
     constrain = None
     if mask is not None:
         constrain = partial(keep_known, known=x1, mask=mask.to(device=x1.device, dtype=x1.dtype))

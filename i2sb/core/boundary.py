@@ -8,17 +8,17 @@ samplers all build their inputs with these functions, so the random draws come i
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
+from .noise import Generators, randn
 
-def fill_hole(x1: Tensor, mask: Tensor | None, generator: torch.Generator | None) -> Tensor:
+
+def fill_hole(x1: Tensor, mask: Tensor | None, generator: Generators) -> Tensor:
     """``x1`` (B, C, H, W) with its hole (``mask`` (B or 1, 1, H, W) = 1) replaced by N(0, I); unchanged without a mask."""
     if mask is None:
         return x1
     mask = mask.to(device=x1.device, dtype=x1.dtype)
-    noise = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-    return (1.0 - mask) * x1 + mask * noise
+    return (1.0 - mask) * x1 + mask * randn(x1, generator)
 
 
 def keep_known(xt: Tensor, known: Tensor, mask: Tensor | None) -> Tensor:
@@ -27,11 +27,11 @@ def keep_known(xt: Tensor, known: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def bridge_boundary(x1: Tensor, mask: Tensor | None, cond_x1: bool, add_x1_noise: bool,
-                    generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+                    generator: Generators) -> tuple[Tensor, Tensor | None]:
     """``(x1, cond)``: the hole filled with noise (:func:`fill_hole`), ``cond`` = that image when ``cond_x1``
     (else None), then ``x1 + N(0, I)`` when ``add_x1_noise`` (the authors' colorization setup)."""
     x1 = fill_hole(x1, mask, generator)
     cond = x1 if cond_x1 else None
     if add_x1_noise:
-        x1 = x1 + torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+        x1 = x1 + randn(x1, generator)
     return x1, cond

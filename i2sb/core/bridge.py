@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .noise import Generators, randn
 from .samplers import ddpm_sample
 from .types import Predictor, StepCallback
 
@@ -137,12 +138,12 @@ class Bridge:
             raise ValueError(f"{names} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
     @staticmethod
-    def _noise(like: Tensor, noise: Tensor | None, generator: torch.Generator | None) -> Tensor:
+    def _noise(like: Tensor, noise: Tensor | None, generator: Generators) -> Tensor:
         if noise is not None:
             if noise.shape != like.shape:
                 raise ValueError(f"noise must have shape {tuple(like.shape)}, got {tuple(noise.shape)}")
             return noise.to(device=like.device, dtype=like.dtype)
-        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+        return randn(like, generator)
 
     # ------------------------------------------------------------------ Eq. 11
     def q_sample(
@@ -152,7 +153,7 @@ class Bridge:
         x1: Tensor,
         ot_ode: bool = False,
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Tensor:
         """Draw ``X_t ~ q(X_t | X_0, X_1)`` (Eq. 11); with ``ot_ode`` return its mean (Prop. 3.4).
 
@@ -187,7 +188,7 @@ class Bridge:
         x0_hat: Tensor,
         ot_ode: bool = False,
         noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Tensor:
         """Draw ``X_prev ~ p(X_prev | X_0 = x0_hat, X_step = xt)`` (Eq. 4).
 
@@ -231,7 +232,7 @@ class Bridge:
         ot_ode: bool = False,
         mask: Tensor | None = None,
         clip_denoise: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         callback: StepCallback | None = None,
         progress: bool = False,
     ) -> Tensor:

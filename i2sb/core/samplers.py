@@ -38,6 +38,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .boundary import fill_hole, keep_known
+from .noise import Generators, randn
 from .sampler_coefs import check_eta, heun_coefs, implicit_coefs, ode_coefs
 from .types import Predictor, StepCallback
 
@@ -57,11 +58,11 @@ def _check_x1(x1: Tensor, mask: Tensor | None) -> None:
 
 
 # ---------------------------------------------------------------------------- shared helpers
-def _randn(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+def _randn(like: Tensor, generator: Generators) -> Tensor:
+    return randn(like, generator)
 
 
-def _start(x1: Tensor, mask: Tensor | None, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+def _start(x1: Tensor, mask: Tensor | None, generator: Generators) -> tuple[Tensor, Tensor | None]:
     """``(x1, mask)`` with the hole of x1 filled with N(0, 1), the generator's first draw (as the authors)."""
     if mask is None:
         return x1, None
@@ -82,7 +83,7 @@ def _predict(predict_x0: Predictor, xt: Tensor, step: int, clip_denoise: bool) -
 
 # ---------------------------------------------------------------------------- the samplers
 def ddpm_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, ot_ode: bool = False,
-                mask: Tensor | None = None, clip_denoise: bool = False, generator: torch.Generator | None = None,
+                mask: Tensor | None = None, clip_denoise: bool = False, generator: Generators = None,
                 callback: StepCallback | None = None, progress: bool = False) -> Tensor:
     """The authors' sampler (Algorithm 2): the DDPM posterior (Eq. 4) from X_{N-1} = x1 down to step 0.
 
@@ -109,7 +110,7 @@ def ddpm_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, ot_
 
 def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, eta: float = DEFAULT_ETA,
                     mask: Tensor | None = None, clip_denoise: bool = False,
-                    generator: torch.Generator | None = None, callback: StepCallback | None = None,
+                    generator: Generators = None, callback: StepCallback | None = None,
                     progress: bool = False, boot_noise: Tensor | None = None) -> Tensor:
     """Implicit bridge sampler (:func:`implicit_coefs`) for SDE-trained models; ``x1`` (B, C, H, W) -> X_0.
 
@@ -158,7 +159,7 @@ def heun_steps(bridge: Bridge, nfe: int) -> list[int]:
 
 
 def heun_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mask: Tensor | None = None,
-                clip_denoise: bool = False, generator: torch.Generator | None = None,
+                clip_denoise: bool = False, generator: Generators = None,
                 callback: StepCallback | None = None, progress: bool = False) -> Tensor:
     """Second-order OT-ODE solver (Heun / DPM-Solver-2 style, :func:`heun_coefs`) with exactly ``nfe`` evaluations.
 
@@ -191,7 +192,7 @@ def heun_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mas
 
 
 def multistep_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mask: Tensor | None = None,
-                     clip_denoise: bool = False, generator: torch.Generator | None = None,
+                     clip_denoise: bool = False, generator: Generators = None,
                      callback: StepCallback | None = None, progress: bool = False) -> Tensor:
     """Second-order multistep OT-ODE solver (DPM-Solver++(2M)-like), one evaluation per step.
 
@@ -268,7 +269,7 @@ def sampler_steps(bridge: Bridge, sampler: str, nfe: int) -> list[int]:
 
 def sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, sampler: str = "ddpm",
            eta: float | None = None, ot_ode: bool = False, mask: Tensor | None = None, clip_denoise: bool = False,
-           generator: torch.Generator | None = None, callback: StepCallback | None = None,
+           generator: Generators = None, callback: StepCallback | None = None,
            progress: bool = False) -> Tensor:
     """Restore ``x1`` (B, C, H, W) with ``sampler`` (see the module table) in ``nfe`` network evaluations.
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-import torch
 from torch import Tensor, nn
 
 from .. import degrade
@@ -30,6 +29,7 @@ from ..config import TaskConfig
 from ..core.boundary import bridge_boundary, fill_hole
 from ..core.bridge import Bridge
 from ..core.denoiser import make_predictor
+from ..core.noise import Generators, randn
 from ..core.sampler_coefs import check_eta
 from ..core.samplers import DEFAULT_ETA, check_sampler, sample, sampler_steps
 from ..core.types import StepCallback
@@ -59,7 +59,7 @@ class BridgeRestoration:
         return sampler_steps(self.bridge, options.sampler, options.nfe)
 
     def run(self, model: nn.Module, x1: Tensor, mask: Tensor | None, options: SamplingOptions,
-            generator: torch.Generator | None, callback: StepCallback | None) -> Tensor:
+            generator: Generators, callback: StepCallback | None) -> Tensor:
         """The hole filled with noise and ``cond`` kept (the sampler fills the hole of x1 once more, as the
         authors' ``ddpm_sampling`` does, so the random draws come in their order); then the sampler."""
         x1, cond = bridge_boundary(x1, mask, self.task.cond_x1, self.task.add_x1_noise, generator)
@@ -83,7 +83,7 @@ def diffusion_eta(sampler: str, eta: float | None, ot_ode: bool | None, implicit
 
 
 DiffusionSampler = Callable[[GaussianDiffusion, nn.Module, Tensor, "Tensor | None", SamplingOptions,
-                             "torch.Generator | None", "StepCallback | None"], Tensor]
+                             Generators, "StepCallback | None"], Tensor]
 """``(diffusion, model, x1, mask, options, generator, callback) -> restored``: one baseline's math."""
 
 
@@ -109,12 +109,12 @@ class DiffusionRestoration:
         return self.diffusion.timesteps(options.nfe)
 
     def run(self, model: nn.Module, x1: Tensor, mask: Tensor | None, options: SamplingOptions,
-            generator: torch.Generator | None, callback: StepCallback | None) -> Tensor:
+            generator: Generators, callback: StepCallback | None) -> Tensor:
         return self.sample(self.diffusion, model, x1, mask, options, generator, callback)
 
 
 def _palette(diffusion: GaussianDiffusion, model: nn.Module, x1: Tensor, mask: Tensor | None,
-             options: SamplingOptions, generator: torch.Generator | None, callback: StepCallback | None) -> Tensor:
+             options: SamplingOptions, generator: Generators, callback: StepCallback | None) -> Tensor:
     x1 = fill_hole(x1, mask, generator)
     predict = make_eps_predictor(model, x1, options.precision)
     return palette_sample(predict, diffusion, x1, options.nfe, options.eta, mask, options.clip_denoise, generator,
@@ -128,7 +128,7 @@ def palette_restoration(diffusion: GaussianDiffusion) -> DiffusionRestoration:
 
 
 def _ddnm(task: TaskConfig, ddnm: DDNMOptions, diffusion: GaussianDiffusion, model: nn.Module, x1: Tensor,
-          mask: Tensor | None, options: SamplingOptions, generator: torch.Generator | None,
+          mask: Tensor | None, options: SamplingOptions, generator: Generators,
           callback: StepCallback | None) -> Tensor:
     height, width = x1.shape[-2:]
     if height != width:
@@ -136,7 +136,7 @@ def _ddnm(task: TaskConfig, ddnm: DDNMOptions, diffusion: GaussianDiffusion, mod
     deg = degrade.build(task.degradation, height, **dict(task.params))
     op = deg.operator(mask) if deg.needs_mask else deg.operator()
     ddnm = replace(ddnm, eta=options.eta, clip_denoise=ddnm.clip_denoise or options.clip_denoise)
-    x_T = torch.randn(x1.shape, generator=generator, device=x1.device)
+    x_T = randn(x1, generator)
     predict = make_eps_predictor(model, None, options.precision)
     return ddnm_sample(predict, diffusion, op, measurement(op, x1), x_T, options.nfe, ddnm, generator, callback)
 
@@ -155,8 +155,8 @@ def ddnm_restoration(diffusion: GaussianDiffusion, task: TaskConfig,
 
 
 def _prior(diffusion: GaussianDiffusion, model: nn.Module, x1: Tensor, mask: Tensor | None,
-           options: SamplingOptions, generator: torch.Generator | None, callback: StepCallback | None) -> Tensor:
-    x_T = torch.randn(x1.shape, generator=generator, device=x1.device)
+           options: SamplingOptions, generator: Generators, callback: StepCallback | None) -> Tensor:
+    x_T = randn(x1, generator)
     predict = make_eps_predictor(model, None, options.precision)
     return diffusion.sample(predict, x_T, options.nfe, eta=options.eta, clip_denoise=options.clip_denoise,
                             generator=generator, callback=callback)

@@ -2,8 +2,11 @@
 
 Outputs keep the input's relative path and name with the extension ``.png`` (``NAME_s0.png``,
 ``NAME_s1.png``, ... with ``n_samples > 1``) and are written atomically. Images of equal size are
-batched. A file that cannot be read, a missing mask or a failed batch is reported in one line and the
-run goes on; the exit status is 1 if anything failed.
+batched; every image draws its noise from its own generator, seeded with (``seed``, its relative path, the
+sample index), so it is restored to the same bits alone, in a folder or with any ``batch_size`` (and through
+``i2sb.load(...).restore`` with :func:`i2sb.utils.seeds.image_generator`). A file that cannot be read, a
+missing mask or a failed batch is reported in one line and the run goes on; the exit status is 1 if anything
+failed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from ..config import ConfigError, SampleConfig, to_sample_config
 from ..core.bridge import space_indices
 from ..core.trajectory import Trajectory
 from ..utils.files import atomic_write
-from ..utils.images import IMAGE_EXTENSIONS, load_image, require_images, save_image, to_uint8
+from ..utils.images import IMAGE_EXTENSIONS, image_size, load_image, require_images, save_image, to_uint8
+from ..utils.seeds import image_generator
 from .loading import load, load_ddnm
 from .restorer import OptionError, Restorer, SamplingOptions
 
@@ -66,18 +70,20 @@ def sample_names(rel: Path, n_samples: int, suffix: str) -> list[Path]:
 
 
 def check_folders(cfg: SampleConfig) -> tuple[Path, Path, Path | None]:
-    """``(input_root, output, mask_dir)``; the output may not be (inside) the input folder."""
+    """``(input_root, output, mask_dir)``. The output may not be the input's folder or inside it: for a folder
+    input the folder itself, for a single file the folder holding it (so no input, nor any other file there,
+    can be overwritten)."""
     source, output = Path(cfg.input), Path(cfg.output)
     if not source.exists():
         raise FileNotFoundError(f"input={source}: no such file or directory")
     root = source if source.is_dir() else source.parent
     if output.exists() and not output.is_dir():
         raise ValueError(f"output={output} exists and is not a folder")
-    if source.is_dir():
-        inp, out = source.resolve(), output.resolve()
-        if out == inp or inp in out.parents:
-            raise ValueError(f"output={output} is inside input={source}: restored images would mix with the "
-                             f"inputs; choose a folder outside it")
+    inp, out = root.resolve(), output.resolve()
+    if out == inp or inp in out.parents:
+        where = f"input={source}" if source.is_dir() else f"the folder of input={source}"
+        raise ValueError(f"output={output} is inside {where}: restored images would mix with (or overwrite) the "
+                         f"inputs; choose a folder outside it")
     mask = Path(cfg.mask) if cfg.mask is not None else None
     if mask is not None and not mask.is_dir():
         raise FileNotFoundError(f"mask={mask}: mask folder not found")
@@ -118,13 +124,12 @@ def scan(paths: list[Path], root: Path, output: Path, cfg: SampleConfig, report:
             report.fail(f"{path}: the output would overwrite this input; choose another output folder")
             continue
         try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except Exception as err:  # Pillow raises many types for broken files
-            report.fail(f"{path}: cannot read image: {' '.join(str(err).split()) or type(err).__name__}")
+            size = image_size(path, cfg.max_pixels)
+        except ValueError as err:
+            report.fail(str(err))
             continue
         owners.update({o: path for o in outputs})
-        items.append(Item(path, rel, (height, width), outputs))
+        items.append(Item(path, rel, size, outputs))
     return items
 
 
@@ -175,14 +180,21 @@ class Job:
     options: SamplingOptions
     mask_dir: Path | None
     traj_dir: Path | None
-    generator: torch.Generator
+
+    def generators(self, items: list[Item], sample: int) -> list[torch.Generator]:
+        """One generator per image, from (seed, its relative path, ``sample``): batch-independent draws."""
+        device = self.restorer.device
+        return [image_generator(self.cfg.seed, item.rel.as_posix(), sample, device) for item in items]
 
 
 def _load_inputs(job: Job, batch: list[Item], report: Report) -> tuple[list[Item], Tensor | None, Tensor | None]:
     good, images, masks = [], [], []
     for item in batch:
         try:
-            image = load_image(item.source)
+            image = load_image(item.source, job.cfg.max_pixels)
+            if tuple(image.shape[-2:]) != item.size:  # e.g. an EXIF orientation stored after a PNG's pixels
+                raise ValueError(f"{item.source}: decoded as {image.shape[-1]}x{image.shape[-2]}, its header said "
+                                 f"{item.size[1]}x{item.size[0]}; re-save the image to restore it")
             if job.mask_dir is not None:
                 masks.append(read_mask(find_mask(job.mask_dir, item.rel), item.size))
         except (ValueError, OSError) as err:
@@ -207,7 +219,8 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
         if job.traj_dir is not None:
             traj = Trajectory(log_steps(job.restorer, job.options, cfg.traj_frames))
         try:
-            out = job.restorer.restore(x1, mask=mask, generator=job.generator, callback=traj, options=job.options)
+            out = job.restorer.restore(x1, mask=mask, generator=job.generators(good, k), callback=traj,
+                                       options=job.options)
         except RuntimeError as err:  # e.g. out of memory: these images fail, the run goes on
             reason = " ".join(str(err).split())[:200]
             for item in good:
@@ -265,8 +278,7 @@ def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
     traj_dir = None
     if cfg.save_traj:
         traj_dir = Path(cfg.traj_dir) if cfg.traj_dir else output.parent / f"{output.name}_traj"
-    generator = torch.Generator(device=restorer.device).manual_seed(cfg.seed)
-    return Job(cfg, restorer, options, mask_dir, traj_dir, generator), paths, root, output
+    return Job(cfg, restorer, options, mask_dir, traj_dir), paths, root, output
 
 
 def restore_folder(cfg: Any) -> int:

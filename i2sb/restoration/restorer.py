@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TaskConfig
+from ..core.noise import Generators
 from ..core.precision import PRECISIONS
 from ..core.types import StepCallback
 from .tiling import TiledDenoiser, cropped_callback, pad_to_multiple
@@ -67,7 +68,7 @@ class Algorithm(Protocol):
         """The step indices the sampler visits, ascending (what a trajectory can log)."""
 
     def run(self, model: nn.Module, x1: Tensor, mask: Tensor | None, options: SamplingOptions,
-            generator: torch.Generator | None, callback: StepCallback | None) -> Tensor:
+            generator: Generators, callback: StepCallback | None) -> Tensor:
         """Restore ``x1`` (B, 3, H, W) with ``model`` (the denoiser, possibly tiled) -> (B, 3, H, W)."""
 
 
@@ -153,7 +154,7 @@ class Restorer:
 
     # ------------------------------------------------------------------ restoring
     @torch.no_grad()
-    def restore(self, images: Tensor, *, mask: Tensor | None = None, generator: torch.Generator | None = None,
+    def restore(self, images: Tensor, *, mask: Tensor | None = None, generator: Generators = None,
                 callback: StepCallback | None = None, options: SamplingOptions | None = None,
                 **settings) -> Tensor:
         """Restore degraded ``images`` (B, 3, H, W) in [-1, 1]; returns (B, 3, H, W) on their device and dtype.

@@ -8,16 +8,23 @@ read images here, so they accept the same files and skip the same hidden ones.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .files import atomic_write
 
 # clean-fid's extensions (cleanfid/utils.py), compared case-insensitively
 IMAGE_EXTENSIONS = frozenset({".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
+
+DEFAULT_MAX_PIXELS = 2 * 89_478_485  # Pillow's own hard limit (its warning starts at half); 0 = no limit
+EXIF_ORIENTATION = 0x0112
+SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
 
 # Pillow modes holding more than 8 bits per sample; decoded to float via numpy instead of
 # `Image.convert("RGB")`, which would clip them at 255.
@@ -64,15 +71,64 @@ def _extensions_text() -> str:
     return ", ".join(sorted(IMAGE_EXTENSIONS))
 
 
-def _decode(path: Path) -> Image.Image:
-    """Open and fully decode an image file; any failure becomes a one-line ValueError."""
+class PixelLimitError(ValueError):
+    """An image (or a forged header) with more pixels than the ``max_pixels`` the caller allows."""
+
+
+@contextmanager
+def _opened(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """``Image.open`` under our own pixel limit instead of Pillow's (no DecompressionBombWarning, one-line error)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours is checked below instead
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
+    with image:
+        width, height = image.size
+        if max_pixels and width * height > max_pixels:
+            raise PixelLimitError(f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over "
+                                  f"max_pixels={max_pixels} (raise max_pixels to read it)")
+        yield image
+
+
+def _failed(path: Path, exc: Exception) -> ValueError:
+    if isinstance(exc, PixelLimitError):
+        return exc
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return ValueError(f"{path}: cannot read image: {reason}")
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation, from the header only (a PNG's eXIf after its pixels would need a full decode)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return image.getexif().get(EXIF_ORIENTATION, 1)
+
+
+def image_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(height, width)`` of the image as shown (EXIF orientation applied), from its header only."""
+    path = Path(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy() if image.mode in _HIGH_DEPTH_SCALE else image.convert("RGB")
+        with _opened(path, max_pixels) as image:
+            width, height = image.size
+            orientation = _orientation(image)
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct/zlib errors, ...
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"{path}: cannot read image: {reason}") from exc
+        raise _failed(path, exc) from None
+    return (width, height) if orientation in SWAPPED_ORIENTATIONS else (height, width)
+
+
+def _decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image file, turned upright by its EXIF orientation (phone photos); any failure
+    becomes a one-line ValueError."""
+    try:
+        with _opened(path, max_pixels) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return image if image.mode in _HIGH_DEPTH_SCALE else image.convert("RGB")
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, struct/zlib errors, ...
+        raise _failed(path, exc) from None
 
 
 def _high_depth_to_unit(image: Image.Image) -> np.ndarray:
@@ -81,35 +137,36 @@ def _high_depth_to_unit(image: Image.Image) -> np.ndarray:
     return np.repeat(np.clip(values, 0.0, 1.0)[..., None], 3, axis=-1)
 
 
-def read_rgb(path: str | Path) -> Image.Image:
+def read_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode `path` to an 8-bit RGB Pillow image (what the dataset transforms consume).
 
     Grey, palette, CMYK and RGBA images are converted with `Image.convert("RGB")` (alpha is
     dropped, as in the authors' loader); 16-bit grey is scaled to 8 bits, not clipped.
-    EXIF orientation is not applied (pixels are used as stored, like torchvision's loaders).
+    The EXIF orientation is applied (a phone photo comes out upright, as viewers show it). Images with more
+    than ``max_pixels`` pixels (0: no limit) are refused from their header, before decoding.
     Raises ValueError("<path>: cannot read image: ...") for unreadable, truncated or non-image files.
     """
-    image = _decode(Path(path))
+    image = _decode(Path(path), max_pixels)
     if image.mode in _HIGH_DEPTH_SCALE:
         return Image.fromarray(np.round(_high_depth_to_unit(image) * 255.0).astype(np.uint8))
     return image
 
 
-def read_uint8(path: str | Path) -> np.ndarray:
+def read_uint8(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode `path` to an 8-bit RGB array (H, W, 3), as `read_rgb` (what the metrics compare)."""
-    return np.asarray(read_rgb(path), dtype=np.uint8)
+    return np.asarray(read_rgb(path, max_pixels), dtype=np.uint8)
 
 
-def load_image(path: str | Path) -> torch.Tensor:
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Read an image file as a float32 tensor (3, H, W) in [-1, 1].
 
-    Same conversions as `read_rgb`, except that 16-bit grey keeps its full precision.
-    Raises FileNotFoundError for a missing file and ValueError for an undecodable one.
+    Same conversions as `read_rgb` (EXIF orientation, pixel limit), except that 16-bit grey keeps its full
+    precision. Raises FileNotFoundError for a missing file and ValueError for an undecodable one.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    image = _decode(path)
+    image = _decode(path, max_pixels)
     if image.mode in _HIGH_DEPTH_SCALE:
         unit = _high_depth_to_unit(image)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -14,3 +16,14 @@ def mix_seed(*words: int) -> int:
 def seeded_generator(*words: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with :func:`mix_seed` of ``words``."""
     return torch.Generator(device=device).manual_seed(mix_seed(*words))
+
+
+def name_hash(name: str) -> int:
+    """A stable 63-bit integer for a name (SHA-256; Python's ``hash`` of a string changes between runs)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def image_generator(seed: int, name: str, sample: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of one image's restoration, named by (``seed``, the image's relative path ``name``, the
+    sample index): the image gets the same draws alone, in a folder or in any batch."""
+    return seeded_generator(seed, name_hash(name), sample, device=device)
