@@ -1,6 +1,8 @@
 """evaluate_folders and the i2sb-eval program on tiny folders written by the tests."""
 
 import json
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from skimage.metrics import structural_similarity
 
 from i2sb.cli import run_eval as main
 from i2sb.evaluation import folders as evaluate
-from i2sb.evaluation import metrics, report
+from i2sb.evaluation import metrics, perceptual, report
 from i2sb.evaluation.folders import EvaluationWarning, evaluate_folders
 
 H, W = 24, 32
@@ -71,7 +73,7 @@ def _batch(folder) -> torch.Tensor:
 
 
 def _no_weights(monkeypatch, tmp_path):
-    for spec in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS):
+    for spec in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS, *perceptual.BACKBONE_WEIGHTS.values()):
         monkeypatch.delenv(spec.env_var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))
 
@@ -246,6 +248,155 @@ def test_unpaired_restored_images_count_for_fid_but_not_psnr(folders):
     assert "psnr" not in {r["name"]: r for r in result["per_image"]}["extra"]
 
 
+# ------------------------------------------------------------------- samples NAME_sK and hidden files
+
+
+def _psnr(x: np.ndarray, y: np.ndarray) -> float:
+    mse = np.mean((x.astype(np.float64) - y) ** 2)
+    return 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture
+def sampled(tmp_path):
+    """reference/{a,b,sub/c}.png; restored a_s0..a_s2, b_s0, b_s1, sub/c_s0 (noise grows with K) and x_s0
+    (no reference x); returns (restored, reference, {restored key: (reference key, sample, PSNR)})."""
+    rng = np.random.default_rng(3)
+    expected = {}
+    for name, n in [("a", 3), ("b", 2), ("sub/c", 1)]:
+        clean = _image(rng, name == "a")
+        _save(tmp_path / "reference" / f"{name}.png", clean)
+        for k in range(n):
+            noisy = np.clip(clean + rng.normal(0, 4 + 4 * k, clean.shape), 0, 255).astype(np.uint8)
+            _save(tmp_path / "restored" / f"{name}_s{k}.png", noisy)
+            expected[f"{name}_s{k}"] = (name, k, _psnr(noisy, clean))
+    _save(tmp_path / "restored" / "x_s0.png", _image(rng, False))
+    return tmp_path / "restored", tmp_path / "reference", expected
+
+
+def test_samples_pair_with_their_reference_and_are_averaged_per_sample_and_per_image(sampled):
+    restored, reference, expected = sampled
+    with pytest.warns(EvaluationWarning, match="1 restored image.*'x_s0'"):
+        result = evaluate_folders(restored, reference, fid=False, lpips=False)
+    rows = {r["name"]: r for r in result["per_image"]}
+    assert sorted(rows) == sorted([*expected, "x_s0"]) and "reference" not in rows["x_s0"]
+    for key, (ref, k, psnr) in expected.items():
+        assert (rows[key]["reference"], rows[key]["sample"]) == (ref, k)
+        assert rows[key]["psnr"] == pytest.approx(psnr, rel=1e-10)
+    psnr = {key: p for key, (_, _, p) in expected.items()}
+    assert result["num_pairs"] == 6 and result["num_unpaired"] == 1 and result["num_images"] == 7
+    assert result["num_reference_images"] == 3 and result["samples_per_image"] == {"min": 1, "max": 3}
+    assert result["sample_indices"] == [0, 1, 2]
+    assert result["psnr"] == pytest.approx(np.mean(list(psnr.values())))
+    assert result["psnr_per_sample"] == pytest.approx({
+        "0": np.mean([psnr["a_s0"], psnr["b_s0"], psnr["sub/c_s0"]]),
+        "1": np.mean([psnr["a_s1"], psnr["b_s1"]]),
+        "2": psnr["a_s2"],
+    })
+    image_means = [np.mean([psnr["a_s0"], psnr["a_s1"], psnr["a_s2"]]), np.mean([psnr["b_s0"], psnr["b_s1"]]),
+                   psnr["sub/c_s0"]]  # fmt: skip
+    assert result["psnr_image_mean"] == pytest.approx(np.mean(image_means))
+    ssim = [rows[key]["ssim"] for key in expected]
+    assert result["ssim"] == pytest.approx(np.mean(ssim)) and set(result["ssim_per_sample"]) == {"0", "1", "2"}
+    assert result["lpips"] is None and result["lpips_per_sample"] == {} and result["lpips_image_mean"] is None
+    assert result["psnr_per_sample"]["0"] > result["psnr_per_sample"]["2"]  # more noise, lower PSNR
+    assert "*_image_mean" in result["definitions"]
+
+
+def test_an_exact_name_match_wins_over_a_sample_suffix(sampled):
+    restored, reference, expected = sampled
+    _save(reference / "b_s1.png", np.asarray(Image.open(restored / "b_s1.png")))  # a reference named b_s1
+    with pytest.warns(EvaluationWarning):
+        result = evaluate_folders(restored, reference, fid=False, lpips=False)
+    rows = {r["name"]: r for r in result["per_image"]}
+    assert (rows["b_s1"]["reference"], rows["b_s1"]["sample"], rows["b_s1"]["psnr"]) == ("b_s1", None, np.inf)
+    assert rows["b_s0"]["reference"] == "b" and result["num_reference_images"] == 4
+    assert result["psnr_per_sample"]["1"] == pytest.approx(expected["a_s1"][2])
+
+
+def test_one_restoration_per_image_has_no_sample_index(folders):
+    result = evaluate_folders(*folders, fid=False, lpips=False)
+    assert all(r["sample"] is None and r["reference"] == r["name"] for r in result["per_image"])
+    assert result["sample_indices"] == [] and result["psnr_per_sample"] == {}
+    assert result["samples_per_image"] == {"min": 1, "max": 1} and result["num_reference_images"] == 6
+    assert result["ssim_image_mean"] == pytest.approx(result["ssim"])
+
+
+def test_hidden_files_are_skipped_in_both_folders(folders):
+    restored, reference = folders
+    for folder in (restored, reference):
+        (folder / "._a.png").write_bytes(b"macOS resource fork, not a PNG")
+        (folder / ".ipynb_checkpoints").mkdir()
+        (folder / ".ipynb_checkpoints" / "b.png").write_bytes(b"junk")
+    (restored / "._zz_s0.png").write_bytes(b"junk")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no unreadable or unpaired file reported
+        result = evaluate_folders(restored, reference, feature_extractor=TinyFeatures(), lpips=False)
+    assert sorted(r["name"] for r in result["per_image"]) == sorted(NAMES)
+    assert result["num_unreadable"] == 0 and result["num_unpaired"] == 0 and result["fid"] is not None
+
+
+def test_samples_take_the_label_of_their_image(sampled, tmp_path):
+    restored, _, expected = sampled
+    (tmp_path / "labels.csv").write_text("a,1\nb,0\nsub/c,1\nb_s1,1\n")  # b_s1 has a label of its own
+    result = evaluate_folders(restored, labels=tmp_path / "labels.csv", classifier=brightness_classifier)
+    rows = {r["name"]: r for r in result["per_image"]}
+    assert {key: rows[key]["label"] for key in expected} == {
+        "a_s0": 1, "a_s1": 1, "a_s2": 1, "b_s0": 0, "b_s1": 1, "sub/c_s0": 1
+    }  # fmt: skip
+    assert "label" not in rows["x_s0"] and result["num_labeled"] == 6
+
+
+# ------------------------------------------------------------------------------------------- LPIPS
+
+
+@pytest.fixture
+def large(tmp_path):
+    """reference/ and restored/ of 40x48 images (AlexNet needs >= 31 px): p0 noisy, p1 noisier, p2 a copy."""
+    rng = np.random.default_rng(5)
+    for i, noise in enumerate([6, 20, 0]):
+        clean = np.kron(rng.uniform(0, 255, size=(10, 12, 3)), np.ones((4, 4, 1))).astype(np.uint8)
+        _save(tmp_path / "reference" / f"p{i}.png", clean)
+        _save(tmp_path / "restored" / f"p{i}.png", np.clip(clean + rng.normal(0, noise, clean.shape), 0, 255)
+              .astype(np.uint8))  # fmt: skip
+    return tmp_path / "restored", tmp_path / "reference"
+
+
+def test_lpips_per_pair_matches_the_metric_on_the_files(large, alexnet_file):
+    pytest.importorskip("lpips")
+    restored, reference = large
+    result = evaluate_folders(restored, reference, fid=False, lpips_weights=alexnet_file, batch_size=2)
+    metric = perceptual.load_lpips("alex", alexnet_file)
+    rows = {r["name"]: r for r in result["per_image"]}
+    for name in ("p0", "p1", "p2"):
+        x, y = (_batch(folder)[int(name[1]):int(name[1]) + 1] / 127.5 - 1 for folder in (restored, reference))
+        with torch.no_grad():
+            assert rows[name]["lpips"] == pytest.approx(metric(x, y).item(), rel=1e-5, abs=1e-7)
+    assert rows["p2"]["lpips"] == 0 and 0 < rows["p0"]["lpips"] < rows["p1"]["lpips"]
+    assert result["lpips"] == pytest.approx(np.mean([r["lpips"] for r in rows.values()]))
+    assert result["lpips_net"] == "alex" and not result["notes"]
+    assert result["lpips_image_mean"] == pytest.approx(result["lpips"])
+
+
+def test_lpips_skipped_with_a_note_keeps_psnr(large, alexnet_file, tmp_path, monkeypatch):
+    restored, reference = large
+    _no_weights(monkeypatch, tmp_path)
+    result = evaluate_folders(restored, reference, fid=False)
+    assert result["lpips"] is None and result["lpips_net"] is None and result["psnr"] == np.inf
+    assert any(n.startswith("LPIPS skipped") and "alexnet-owt-7be5be79.pth" in n for n in result["notes"])
+    monkeypatch.setitem(sys.modules, "lpips", None)  # the package is not installed
+    result = evaluate_folders(restored, reference, fid=False, lpips_weights=alexnet_file)
+    assert result["lpips"] is None and result["ssim"] is not None
+    assert any(n.startswith("LPIPS skipped") and "pip install lpips" in n for n in result["notes"])
+    assert not evaluate_folders(restored, reference, fid=False, lpips=False)["notes"]
+
+
+def test_lpips_skipped_for_images_smaller_than_the_backbone_accepts(folders, alexnet_file):
+    pytest.importorskip("lpips")
+    result = evaluate_folders(*folders, fid=False, lpips_weights=alexnet_file)  # 24x32 images
+    assert result["lpips"] is None and result["psnr"] == np.inf
+    assert "LPIPS skipped for 6 pair(s) smaller than 31x31 pixels, the alex backbone's minimum" in result["notes"]
+
+
 # -------------------------------------------------------------------------------------- i2sb-eval
 
 
@@ -298,6 +449,7 @@ def test_cli_no_json_and_summary_only_for_many_images(folders, tmp_path, monkeyp
         (["{res}", "--labels", "{tmp}/none.csv"], "labels file not found"),
         (["{res}", "--fid-ref", "{tmp}/none.npz"], "FID reference not found"),
         (["{res}", "{ref}", "--no-fid", "--json", "{tmp}/m.png"], "image extension"),
+        (["{res}", "{ref}", "--no-fid", "--lpips-weights", "{tmp}/a.pth"], "weights file not found: {tmp}/a.pth"),
     ],
 )
 def test_cli_errors_exit_1_with_one_line(folders, tmp_path, capsys, args, message):
@@ -317,7 +469,33 @@ def test_cli_usage_errors_exit_2(folders, capsys):
     assert main([str(restored), str(reference), "--batch-size", "0"]) == 2
     assert "usage: i2sb-eval" in capsys.readouterr().err
     assert main(["--help"]) == 0
-    assert metrics.INCEPTION_WEIGHTS.url in capsys.readouterr().out  # where to get the weights, on one line
+    help_text = capsys.readouterr().out
+    assert metrics.INCEPTION_WEIGHTS.url in help_text  # where to get the weights, on one line
+    assert perceptual.BACKBONE_WEIGHTS["alex"].url in help_text and "--lpips-weights" in help_text
+
+
+def test_cli_lpips_and_samples_in_table_and_json(large, alexnet_file, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("lpips")
+    restored, reference = large
+    _no_weights(monkeypatch, tmp_path)
+    for k in range(2):  # p0 also restored twice as samples p0_s0, p0_s1
+        _save(restored / f"p0_s{k}.png", np.asarray(Image.open(restored / f"p{k}.png")))
+    assert main([str(restored), str(reference), "--no-fid", "--lpips-weights", str(alexnet_file)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads((restored / "metrics.json").read_text())
+    assert data["lpips_net"] == "alex" and data["num_pairs"] == 5 and data["num_reference_images"] == 3
+    assert set(data["lpips_per_sample"]) == {"0", "1"} and data["lpips_image_mean"] > 0
+    assert f"LPIPS      {data['lpips']:.4f}  (mean over all pairs)  (alex backbone, v0.1)" in out
+    assert "5 paired with 3 references, 1-3 per reference" in out
+    assert f"sample 1    {data['psnr_per_sample']['1']:>10.3f}" in out and "image mean" in out
+    assert "p0_s1" in out and "LPIPS skipped" not in out
+
+    assert main([str(restored), str(reference), "--no-fid", "--no-lpips", "--no-json"]) == 0
+    out = capsys.readouterr().out
+    assert "LPIPS      -" in out and "note" not in out
+    monkeypatch.setenv("I2SB_LPIPS_BACKBONE", str(alexnet_file))
+    assert main([str(restored), str(reference), "--no-fid", "--no-json"]) == 0
+    assert "(alex backbone, v0.1)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

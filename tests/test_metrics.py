@@ -1,7 +1,10 @@
 """PSNR / SSIM / FID / classifier helpers of i2sb.metrics, checked against closed forms, skimage and clean-fid."""
 
 import math
+import socket
+import sys
 import warnings
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -12,7 +15,7 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.metrics import structural_similarity
 
-from i2sb.evaluation import metrics
+from i2sb.evaluation import metrics, perceptual
 
 
 def _nchw(img: np.ndarray) -> torch.Tensor:
@@ -280,3 +283,121 @@ def test_load_resnet50_from_state_dict(tmp_path, monkeypatch):
 def test_top1_correct():
     logits = torch.tensor([[0.1, 2.0, 0.3], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     assert metrics.top1_correct(logits, torch.tensor([1, 2, 2])).tolist() == [True, False, True]
+
+
+# ------------------------------------------------------------------------------------------- LPIPS
+
+
+def _no_lpips_backbone(monkeypatch, tmp_path):
+    monkeypatch.delenv(perceptual.BACKBONE_WEIGHTS["alex"].env_var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))
+
+
+def _no_network(monkeypatch):
+    """Any attempt to open a connection (a torchvision or hub download) fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("LPIPS tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+
+
+def _photo(noise: float, seed: int = 0) -> torch.Tensor:
+    """A 40x48 RGB crop of a skimage photo in [-1, 1], with Gaussian noise of ``noise`` grey levels."""
+    img = skdata.astronaut()[100:140, 160:208].astype(np.float64)
+    img = np.clip(img + np.random.default_rng(seed).normal(0, noise, img.shape), 0, 255).round()
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def alex_lpips(alexnet_file):
+    pytest.importorskip("lpips")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _no_network(monkeypatch)
+        return perceptual.load_lpips("alex", alexnet_file)
+
+
+def test_lpips_is_zero_for_identical_images_and_grows_with_noise(alex_lpips):
+    metric = alex_lpips
+    clean = _photo(0)
+    assert metric(clean, clean).tolist() == [0.0]
+    distances = [metric(_photo(noise), clean).item() for noise in (2, 8, 32)]
+    assert 0 < distances[0] < distances[1] < distances[2]
+    assert metric(torch.cat([clean, _photo(8)]), torch.cat([clean, clean])).shape == (2,)
+    assert not metric.training and not any(p.requires_grad for p in metric.parameters())
+
+
+def test_lpips_equals_the_package_with_the_same_backbone_weights(alexnet_file, monkeypatch):
+    """lpips.LPIPS(net="alex") builds its backbone with torchvision's alexnet(pretrained=True); given the
+    same state_dict that way, it computes what load_lpips computes (linear layers from the package)."""
+    lpips = pytest.importorskip("lpips")
+    from torchvision.models import alexnet  # slow import (all of torchvision.models)
+
+    _no_network(monkeypatch)
+    backbone = alexnet()
+    backbone.load_state_dict(torch.load(alexnet_file, weights_only=True))
+    monkeypatch.setattr(lpips.pretrained_networks.tv, "alexnet", lambda pretrained=True, **kw: backbone)
+    reference = lpips.LPIPS(net="alex", verbose=False)  # the package's own pretrained-backbone path
+    ours = perceptual.load_lpips("alex", alexnet_file)
+    x, y = torch.cat([_photo(4, 1), _photo(16, 2)]), torch.cat([_photo(0), _photo(30, 3)])
+    with torch.no_grad():
+        expected = reference(x, y).flatten()
+    torch.testing.assert_close(ours(x, y), expected, rtol=1e-5, atol=1e-7)
+    packaged = torch.load(Path(lpips.__file__).parent / "weights/v0.1/alex.pth", "cpu", weights_only=True)
+    torch.testing.assert_close(ours.model.lin0.model[1].weight, packaged["lin0.model.1.weight"])
+
+
+def test_lpips_backbone_found_by_environment_variable_or_torch_home(alexnet_file, tmp_path, monkeypatch):
+    pytest.importorskip("lpips")
+    _no_lpips_backbone(monkeypatch, tmp_path)
+    monkeypatch.setenv("I2SB_LPIPS_BACKBONE", str(alexnet_file))
+    assert perceptual.find_weights(perceptual.BACKBONE_WEIGHTS["alex"]) == alexnet_file
+    monkeypatch.delenv("I2SB_LPIPS_BACKBONE")
+    cache = tmp_path / "torch-home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / "alexnet-owt-7be5be79.pth").symlink_to(alexnet_file)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    assert perceptual.load_lpips("alex").net == "alex"
+
+
+def test_lpips_without_backbone_file_says_what_to_get(tmp_path, monkeypatch):
+    pytest.importorskip("lpips")
+    _no_lpips_backbone(monkeypatch, tmp_path)
+    with pytest.raises(perceptual.LPIPSUnavailable) as err:
+        perceptual.load_lpips("alex")
+    assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in str(err.value)
+    assert "--lpips-weights PATH" in str(err.value) and "I2SB_LPIPS_BACKBONE" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="weights file not found: .*nowhere.pth"):
+        perceptual.load_lpips("alex", tmp_path / "nowhere.pth")
+    with pytest.raises(ValueError, match="unknown LPIPS network 'squeeze'"):
+        perceptual.load_lpips("squeeze")
+
+
+def test_lpips_without_the_package_says_what_to_install(alexnet_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)  # "import lpips" raises ImportError
+    with pytest.raises(perceptual.LPIPSUnavailable, match=r"pip install lpips") as err:
+        perceptual.load_lpips("alex", alexnet_file)
+    assert "alexnet-owt" not in str(err.value)  # the backbone file is there
+    monkeypatch.delenv("I2SB_LPIPS_BACKBONE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(alexnet_file.parent / "no-torch-home"))
+    with pytest.raises(perceptual.LPIPSUnavailable, match=r"pip install lpips.*; .*alexnet-owt-7be5be79.pth"):
+        perceptual.load_lpips("alex")  # both missing: both named
+
+
+def test_lpips_rejects_other_files_and_small_images(alexnet_file, alex_lpips, tmp_path):
+    pytest.importorskip("lpips")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"other.pth is not a LPIPS backbone AlexNet .*'features.0.weight'"):
+        perceptual.load_lpips("alex", tmp_path / "other.pth")
+    state = torch.load(alexnet_file, weights_only=True)
+    features = {k: v for k, v in state.items() if k.startswith("features.")}
+    features["features.3.weight"] = torch.zeros(3, 3, 5, 5)
+    torch.save(features, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"bad.pth is not a LPIPS backbone AlexNet"):
+        perceptual.load_lpips("alex", tmp_path / "bad.pth")
+    metric = alex_lpips
+    assert metric.fits(31, 40) and not metric.fits(30, 40)
+    metric(torch.zeros(1, 3, 31, 31), torch.zeros(1, 3, 31, 31))
+    with pytest.raises(ValueError, match="at least 31x31 pixels, got 40x30"):
+        metric(torch.zeros(1, 3, 30, 40), torch.zeros(1, 3, 30, 40))

@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..evaluation import metrics
+from ..evaluation import metrics, perceptual
 from ..evaluation.folders import EvaluationWarning, evaluate_folders
 from ..evaluation.report import MAX_TABLE_ROWS, format_table
 from ..utils.device import resolve_device
@@ -30,9 +30,10 @@ def _weights_help(spec: metrics.WeightsSpec) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="i2sb-eval",
-        description="PSNR/SSIM against REFERENCE, FID (clean-fid legacy_pytorch), ResNet-50 top-1 accuracy.",
+        description="PSNR/SSIM/LPIPS against REFERENCE, FID (clean-fid legacy_pytorch), ResNet-50 top-1 accuracy.",
         epilog="Weights are read from local files, never downloaded.\n"
-        + "\n".join(_weights_help(s) for s in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS)),
+        + "\n".join(_weights_help(s) for s in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS))
+        + "\n" + "\n".join(_weights_help(s) for s in perceptual.BACKBONE_WEIGHTS.values()),
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the URLs on one line
     )
     add = p.add_argument
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--inception", type=Path, help=f"{metrics.INCEPTION_WEIGHTS.filename} (clean-fid legacy_pytorch)")
     add("--resnet", type=Path, help=f"torchvision ResNet-50 state_dict, {metrics.RESNET50_WEIGHTS.filename}")
     add("--no-fid", action="store_true", help="do not compute FID")
+    add("--lpips-net", choices=sorted(perceptual.BACKBONE_WEIGHTS), default="alex", help="LPIPS backbone")
+    add("--lpips-weights", type=Path, help="the LPIPS backbone's torchvision state_dict (alex: "
+        f"{perceptual.BACKBONE_WEIGHTS['alex'].filename}, vgg: {perceptual.BACKBONE_WEIGHTS['vgg'].filename})")
+    add("--no-lpips", action="store_true", help="do not compute LPIPS")
     add("--json", type=Path, help=f"metrics file to write (default: RESTORED/{DEFAULT_JSON_NAME})")
     add("--no-json", action="store_true", help="write no metrics file")
     add("--per-image", action="store_true", help=f"list every image (default: only up to {MAX_TABLE_ROWS})")
@@ -62,6 +67,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
         return evaluate_folders(
             args.restored, args.reference, fid_ref=args.fid_ref, labels=args.labels,
             inception=args.inception, resnet=args.resnet, fid=not args.no_fid,
+            lpips=not args.no_lpips, lpips_net=args.lpips_net, lpips_weights=args.lpips_weights,
             device=resolve_device(args.device), batch_size=args.batch_size,
         )  # fmt: skip
 

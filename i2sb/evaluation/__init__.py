@@ -1,2 +1,4 @@
-"""Scoring restorations: :mod:`.metrics` (PSNR, SSIM, FID, ResNet-50 accuracy on tensors), :mod:`.folders`
-(a folder of restored images against references: what ``i2sb-eval`` runs) and :mod:`.report` (its table)."""
+"""Scoring restorations: :mod:`.metrics` (PSNR, SSIM, FID, ResNet-50 accuracy on tensors), :mod:`.perceptual`
+(LPIPS, optional ``lpips`` package), :mod:`.pairing` (restorations and samples ``NAME_sK`` to references, the
+means), :mod:`.folders` (a folder of restored images against references: what ``i2sb-eval`` runs) and
+:mod:`.report` (its table)."""

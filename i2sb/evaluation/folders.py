@@ -1,16 +1,18 @@
-"""Evaluate a folder of restored images: PSNR, SSIM, FID, ResNet-50 accuracy (what ``i2sb-eval`` runs).
+"""Evaluate a folder of restored images: PSNR, SSIM, LPIPS, FID, ResNet-50 accuracy (what ``i2sb-eval`` runs).
 
-Pairs are matched by relative path without extension (``restored/a/x.png`` <-> ``reference/a/x.jpg``).
-Images are read with PIL and converted to 8-bit RGB, as clean-fid reads them. PSNR and SSIM are computed
-per pair on the [0, 255] RGB values (see :mod:`i2sb.metrics`) and averaged over the pairs. FID compares
-every readable restored image with the FID reference: ``fid_ref`` (an image folder, or an ``.npz`` with
-``mu``/``sigma``) or else the reference folder. Accuracy is the classifier's top-1 accuracy on the
-restored images that have a label.
+Pairs are matched by relative path without extension (``restored/a/x.png`` <-> ``reference/a/x.jpg``), and
+a restored ``a/x_sK.png`` (sample K of ``i2sb-sample n_samples>1``) pairs with ``reference/a/x.*`` when no
+reference is named ``a/x_sK`` (:mod:`.pairing`). Images are read with PIL and converted to 8-bit RGB, as
+clean-fid reads them; hidden files are skipped. PSNR and SSIM are computed per pair on the [0, 255] RGB
+values (see :mod:`.metrics`), LPIPS on the same 8-bit values mapped to [-1, 1] (:mod:`.perceptual`);
+they are averaged over the pairs, per sample index and per reference image (:func:`.pairing.summarize`).
+FID compares every readable restored image with the FID reference: ``fid_ref`` (an image folder, or an
+``.npz`` with ``mu``/``sigma``) or else the reference folder. Accuracy is the classifier's top-1 accuracy
+on the restored images that have a label (a sample ``x_sK`` takes the label of ``x``).
 """
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..utils.images import IMAGE_EXTENSIONS, read_uint8, require_images
-from . import metrics
+from . import metrics, pairing, perceptual
 
 FeatureExtractor = Callable[[Tensor], Tensor]  # (B, 3, H, W) in [0, 255] -> (B, D)
 Classifier = Callable[[Tensor], Tensor]  # (B, 3, H, W) in [-1, 1] -> (B, K) logits
@@ -105,8 +107,12 @@ def label_lookup(labels: dict[str, int]) -> Callable[[str], int | None]:
         name = key.rsplit("/", 1)[-1]
         by_name[name] = label if by_name.get(name, label) == label else None
 
-    def lookup(key: str) -> int | None:
+    def find(key: str) -> int | None:
         return labels[key] if key in labels else by_name.get(key.rsplit("/", 1)[-1])
+
+    def lookup(key: str) -> int | None:  # a sample NAME_sK without a label of its own takes NAME's
+        label, sample = find(key), pairing.split_sample(key)
+        return find(sample[0]) if label is None and sample is not None else label
 
     return lookup
 
@@ -118,12 +124,14 @@ def label_lookup(labels: dict[str, int]) -> Callable[[str], int | None]:
 
 @dataclass
 class Item:
-    """One readable image, its reference (if paired) and its label (if any)."""
+    """One readable image, its reference (if paired: image, key, sample index) and its label (if any)."""
 
     key: str
     image: np.ndarray
     reference: np.ndarray | None = None
     label: int | None = None
+    ref_key: str | None = None
+    sample: int | None = None
 
 
 @dataclass
@@ -133,6 +141,7 @@ class Scan:
     rows: list[dict] = field(default_factory=list)
     features: list[np.ndarray] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    too_small_for_lpips: int = 0  # pairs smaller than the LPIPS backbone accepts
 
     def read(self, path: Path) -> np.ndarray | None:
         """:func:`read_image`, recording the files it cannot read (and not trying them twice)."""
@@ -148,10 +157,11 @@ class Scan:
         return np.concatenate(self.features) if self.features else np.zeros((0, 0))
 
 
-def read_items(files: dict[str, Path], scan: Scan, references=None, lookup=None) -> Iterator[Item]:
-    """Readable images of ``files`` with their readable ``references`` counterpart and label, if any."""
+def read_items(files: dict[str, Path], scan: Scan, references=None, lookup=None, pairs=None) -> Iterator[Item]:
+    """Readable images of ``files`` with their readable reference (``references[pairs[key][0]]``) and label."""
     for key, path in files.items():
-        ref_path = references.get(key) if references is not None else None
+        ref_key, sample = pairs[key] if pairs is not None and key in pairs else (None, None)
+        ref_path = references[ref_key] if ref_key is not None else None
         image = scan.read(path)
         if image is None:
             continue
@@ -159,7 +169,8 @@ def read_items(files: dict[str, Path], scan: Scan, references=None, lookup=None)
         if ref is not None and ref.shape != image.shape:
             (h, w), (rh, rw) = image.shape[:2], ref.shape[:2]
             raise ValueError(f"restored image {path} is {w}x{h} but reference {ref_path} is {rw}x{rh}")
-        yield Item(key, image, ref, lookup(key) if lookup is not None else None)
+        label = lookup(key) if lookup is not None else None
+        yield Item(key, image, ref, label, ref_key if ref is not None else None, sample)
 
 
 def batches_by_size(items: Iterable[Item], batch_size: int) -> Iterator[list[Item]]:
@@ -179,27 +190,36 @@ def to_tensor(images: list[np.ndarray], device: torch.device, dtype: torch.dtype
     return torch.from_numpy(np.stack(images)).to(device=device, dtype=dtype).permute(0, 3, 1, 2)
 
 
-def _pair_scores(paired: list[Item], device: torch.device) -> dict[str, tuple[float, float]]:
-    """``{key: (PSNR, SSIM)}`` on [0, 255] values; float64 where the device has it (skimage agreement)."""
+def _pair_scores(paired: list[Item], device: torch.device, perceptual_metric, scan: Scan) -> list[dict]:
+    """PSNR, SSIM on [0, 255] values, in float64 where the device has it (skimage agreement), and LPIPS
+    (``perceptual_metric``, if any and the images are large enough) on the same values in [-1, 1]."""
     dtype = torch.float32 if device.type == "mps" else torch.float64
     x = to_tensor([it.image for it in paired], device, dtype)
     y = to_tensor([it.reference for it in paired], device, dtype)
-    scores = zip(metrics.psnr(x, y, 255.0).tolist(), metrics.ssim(x, y, 255.0).tolist())
-    return {it.key: s for it, s in zip(paired, scores)}
+    psnr, ssim = metrics.psnr(x, y, 255.0).tolist(), metrics.ssim(x, y, 255.0).tolist()
+    scores = [{"psnr": p, "ssim": s} for p, s in zip(psnr, ssim)]
+    if perceptual_metric is not None and perceptual_metric.fits(*x.shape[-2:]):
+        distances = perceptual_metric(x.float() / 127.5 - 1, y.float() / 127.5 - 1).tolist()
+        for score, distance in zip(scores, distances):
+            score["lpips"] = distance
+    elif perceptual_metric is not None:
+        scan.too_small_for_lpips += len(paired)
+    return scores
 
 
 @torch.no_grad()
-def score_batch(batch: list[Item], scan: Scan, device: torch.device, extractor=None, classifier=None) -> None:
-    """Append one row per item (PSNR/SSIM if paired, prediction if labelled) and the batch's features."""
+def score_batch(
+    batch: list[Item], scan: Scan, device: torch.device, extractor=None, classifier=None, perceptual_metric=None
+) -> None:
+    """Append one row per item (PSNR/SSIM/LPIPS if paired, prediction if labelled) and the batch's features."""
     x = to_tensor([it.image for it in batch], device)
     rows = [{"name": it.key} for it in batch]
-    with_ref = [it for it in batch if it.reference is not None]
-    paired = _pair_scores(with_ref, device) if with_ref else {}
+    with_ref = [i for i, it in enumerate(batch) if it.reference is not None]
+    scores = _pair_scores([batch[i] for i in with_ref], device, perceptual_metric, scan) if with_ref else []
     labeled = [i for i, it in enumerate(batch) if it.label is not None] if classifier is not None else []
     preds = classifier(x[labeled] / 127.5 - 1).argmax(dim=1).tolist() if labeled else []
-    for row, item in zip(rows, batch):
-        if item.key in paired:
-            row["psnr"], row["ssim"] = paired[item.key]
+    for i, score in zip(with_ref, scores):
+        rows[i].update(reference=batch[i].ref_key, sample=batch[i].sample, **score)
     for i, pred in zip(labeled, preds):
         rows[i].update(label=batch[i].label, pred=pred, correct=pred == batch[i].label)
     if extractor is not None:
@@ -254,11 +274,14 @@ def _fid(scan: Scan, source: Path, extractor, device, batch_size: int, notes: li
     return metrics.fid_from_stats(*metrics.feature_stats(feats), *ref_stats)
 
 
-def _count_unpaired(restored: dict[str, Path], reference: dict[str, Path]) -> int:
-    unpaired = [k for k in restored if k not in reference]
+def _pairs(restored: dict[str, Path], reference: dict[str, Path]) -> dict[str, tuple[str, int | None]]:
+    """:func:`.pairing.pair_keys`, warning about restored images without a reference (an error if all are)."""
+    pairs = pairing.pair_keys(restored, reference)
+    unpaired = [k for k in restored if k not in pairs]
     if len(unpaired) == len(restored):
         raise ValueError(
-            "no restored image has a counterpart in the reference folder (same relative path, any extension)"
+            "no restored image has a counterpart in the reference folder (same relative path, any extension, "
+            "or NAME_sK for the reference NAME)"
         )
     if unpaired:
         warnings.warn(
@@ -266,12 +289,20 @@ def _count_unpaired(restored: dict[str, Path], reference: dict[str, Path]) -> in
             EvaluationWarning,
             stacklevel=3,
         )
-    return len(unpaired)
+    return pairs
+
+
+def _lpips_or_note(net: str, path, device, notes: list[str]) -> perceptual.LPIPS | None:
+    """:func:`.perceptual.load_lpips`, or ``None`` and a note saying what to install or get."""
+    try:
+        return perceptual.load_lpips(net, path, device)
+    except perceptual.LPIPSUnavailable as err:
+        notes.append(f"LPIPS skipped: {err}")
+        return None
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
-    values = [r[key] for r in rows if key in r]
-    return math.fsum(values) / len(values) if values else None  # an exact copy's PSNR inf propagates
+    return pairing.mean(r[key] for r in rows if key in r)
 
 
 def evaluate_folders(
@@ -285,26 +316,33 @@ def evaluate_folders(
     inception: str | Path | None = None,
     resnet: str | Path | None = None,
     fid: bool = True,
+    lpips: bool = True,
+    lpips_net: str = "alex",
+    lpips_weights: str | Path | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 32,
 ) -> dict:
     """Metrics of the images in ``restored`` (see the module docstring) as a JSON-ready dict.
 
     ``feature_extractor`` / ``classifier`` replace the clean-fid Inception / ResNet-50 (input conventions
-    in :mod:`i2sb.metrics`); otherwise those are loaded from ``inception`` / ``resnet`` or the default
-    locations (:func:`i2sb.metrics.find_weights`), or skipped with a note naming the file to get.
+    in :mod:`.metrics`); otherwise those are loaded from ``inception`` / ``resnet`` or the default
+    locations (:func:`.metrics.find_weights`), or skipped with a note naming the file to get. LPIPS
+    (``lpips=True``, with a reference folder) runs on ``lpips_net`` ("alex" or "vgg") whose torchvision
+    backbone state_dict is read from ``lpips_weights`` or the default locations; without that file or the
+    ``lpips`` package it is skipped with a note.
     """
     restored_files = list_images(restored)
     if reference is None and fid_ref is None and labels is None:
         raise ValueError("nothing to compute: give a reference folder, FID reference statistics or labels")
     device = torch.device(device)
     reference_files = list_images(reference) if reference is not None else None
-    num_unpaired = _count_unpaired(restored_files, reference_files) if reference_files is not None else 0
+    pairs = _pairs(restored_files, reference_files) if reference_files is not None else {}
     fid_source = next((Path(s) for s in (fid_ref, reference) if s is not None), None) if fid else None
     if fid_source is not None and not fid_source.exists():
         raise FileNotFoundError(f"FID reference not found: {fid_source}")
     lookup = label_lookup(read_labels(labels)) if labels is not None else None
     notes: list[str] = []
+    perceptual_metric = _lpips_or_note(lpips_net, lpips_weights, device, notes) if pairs and lpips else None
     if fid_source is not None and feature_extractor is None:
         feature_extractor = _load_or_note(
             metrics.INCEPTION_WEIGHTS, inception, metrics.load_inception, device, notes, "FID"
@@ -314,28 +352,36 @@ def evaluate_folders(
 
     extractor = feature_extractor if fid_source is not None else None
     scan = Scan()
-    items = read_items(restored_files, scan, reference_files, lookup)
-    scan_folder(
-        items, batch_size, device, scan, extractor=extractor, classifier=classifier if lookup is not None else None
-    )
+    items = read_items(restored_files, scan, reference_files, lookup, pairs)
+    classifier = classifier if lookup is not None else None
+    scan_folder(items, batch_size, device, scan, extractor=extractor, classifier=classifier,
+                perceptual_metric=perceptual_metric)  # fmt: skip
     fid_value = _fid(scan, fid_source, extractor, device, batch_size, notes) if extractor is not None else None
     labeled = [r for r in scan.rows if "correct" in r]
     if lookup is not None and classifier is not None and not labeled:
         notes.append(f"accuracy skipped: no restored image has a label in {labels}")
+    if scan.too_small_for_lpips:
+        notes.append(f"LPIPS skipped for {scan.too_small_for_lpips} pair(s) smaller than {perceptual_metric.min_size}"
+                     f"x{perceptual_metric.min_size} pixels, the {lpips_net} backbone's minimum")
+    scored = ("psnr", "ssim", "lpips")
     return {
         "restored": str(restored),
         "reference": None if reference is None else str(reference),
         "fid_reference": None if fid_value is None else str(fid_source),
         "num_images": len(scan.rows),
         "num_pairs": sum("psnr" in r for r in scan.rows),
-        "num_unpaired": num_unpaired,
+        "num_unpaired": len(restored_files) - len(pairs) if reference_files is not None else 0,
         "num_unreadable": len(scan.unreadable),
         "unreadable": scan.unreadable,
         "psnr": _mean(scan.rows, "psnr"),
         "ssim": _mean(scan.rows, "ssim"),
+        "lpips": _mean(scan.rows, "lpips"),
+        "lpips_net": None if perceptual_metric is None else lpips_net,
+        **pairing.summarize(scan.rows, scored),
         "fid": fid_value,
         "accuracy": _mean(labeled, "correct"),
         "num_labeled": len(labeled),
+        "definitions": pairing.DEFINITIONS,
         "notes": notes,
         "per_image": scan.rows,
     }
