@@ -4,6 +4,10 @@
 >>> deg = degrade.build("sr4x_bicubic", 256)
 >>> x1, mask = deg(x0)                       # x0: (B, 3, 256, 256) in [-1, 1]; mask is None here
 >>> op = deg.operator()                      # linear tasks only: op.A, op.A_pinv, op.lift
+>>> deg = degrade.build("sr4x_bicubic", (480, 640))   # any (H, W), not only squares
+>>> y, _ = deg.measure(x0)                   # SR: the true low-resolution image (B, 3, 120, 160)
+>>> x1 = deg.lift_image(y)                   # == deg(x0)[0]: nearest upsampling, as in training
+>>> x1 = degrade.upsample_measurement("sr4x_bicubic", y)   # the same without building for a size
 
 Tasks (``TASKS``): ``jpeg5``, ``jpeg10`` and ``jpeg`` (any ``quality``) are the paper's DDRM-JPEG;
 ``jpeg_libjpeg`` (any ``quality``) is a real libjpeg round trip; ``sr4x_pool``, ``sr4x_bicubic``;
@@ -11,6 +15,11 @@ Tasks (``TASKS``): ``jpeg5``, ``jpeg10`` and ``jpeg`` (any ``quality``) are the 
 ``blur_gauss_conv`` (plain separable convolutions); ``inpaint_center``, ``inpaint_freeform1020``,
 ``inpaint_freeform2030`` (``mask_file=`` or ``$I2SB_FREEFORM_MASKS`` for Palette's masks, generated
 brush strokes otherwise); ``colorize``.
+
+Sizes: every task takes an H x W image (``image_size=(H, W)``; an int S is S x S). SR needs H and W
+divisible by 4, the blurs sides at least as long as the kernel; the paper's DDRM JPEG needs multiples
+of 16 unless built with ``pad=True`` (padded like a JPEG codec), which :func:`build_any_size` does.
+The square case is exactly the authors' operator.
 """
 
 from __future__ import annotations
@@ -18,12 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from i2sb.degrade.base import Degradation, LinearOperator
+from torch import Tensor
+
+from i2sb.degrade.base import Degradation, ImageSize, LinearOperator
 from i2sb.degrade.blur import blur_gauss, blur_gauss_conv, blur_uni, blur_uni_conv
 from i2sb.degrade.color import colorize
 from i2sb.degrade.inpaint import inpaint_center, inpaint_freeform1020, inpaint_freeform2030
 from i2sb.degrade.jpeg import DDRMJpeg, LibJpeg
-from i2sb.degrade.sr import sr4x_bicubic, sr4x_pool
+from i2sb.degrade.sr import SR_FACTOR, sr4x_bicubic, sr4x_pool
 
 TASKS: dict[str, Callable[..., Degradation]] = {
     "jpeg": DDRMJpeg,
@@ -43,11 +54,64 @@ TASKS: dict[str, Callable[..., Degradation]] = {
 }
 
 
-def build(task: str, image_size: int, **params) -> Degradation:
-    """The degradation ``task`` for (B, 3, image_size, image_size) images; ``params`` go to its factory."""
+# Tasks whose stored measurement is smaller than x1 (``Degradation.scale``): the low-resolution image of SR.
+MEASUREMENT_SCALES: dict[str, int] = {"sr4x_pool": SR_FACTOR, "sr4x_bicubic": SR_FACTOR}
+# Tasks that accept any size with ``pad=True`` (the DDRM JPEG, padded to 16 x 16 macroblocks like a codec).
+CODEC_PADDED = frozenset({"jpeg", "jpeg5", "jpeg10"})
+
+
+def _check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"unknown degradation task {task!r}; valid tasks: {', '.join(TASKS)}")
+
+
+def build(task: str, image_size: ImageSize, **params) -> Degradation:
+    """The degradation ``task`` for (B, 3, H, W) images, ``image_size`` = S (S x S) or (H, W); ``params`` go
+    to its factory. A size the task cannot take is a one-line ValueError naming the task."""
+    _check_task(task)
     return TASKS[task](image_size, **params)
 
 
-__all__ = ["TASKS", "Degradation", "LinearOperator", "build"]
+def build_any_size(task: str, image_size: ImageSize, **params) -> Degradation:
+    """:func:`build` for a photo of any size: the DDRM JPEG tasks pad like a codec (``pad=True`` unless given);
+    the others as :func:`build` (SR still needs sides divisible by 4, the blurs sides >= the kernel)."""
+    _check_task(task)
+    if task in CODEC_PADDED:
+        params = {"pad": True, **params}
+    return TASKS[task](image_size, **params)
+
+
+def measurement_scale(task: str) -> int:
+    """How many times smaller per side the stored measurement of ``task`` is than x1: 4 for SR, else 1."""
+    _check_task(task)
+    return MEASUREMENT_SCALES.get(task, 1)
+
+
+def upsample_measurement(task: str, y: Tensor, **params) -> Tensor:
+    """A stored measurement of ``task`` (what ``i2sb-degrade`` writes) -> the I2SB input x1, as training made it.
+
+    y: (B, 3, h, w) in [-1, 1]. SR tasks: y is the low-resolution image; x1 is its nearest upsampling
+    (B, 3, 4h, 4w), for the average-pool and the bicubic filter alike (the authors' ``Upsample(mode=
+    "nearest")``), so ``upsample_measurement(task, deg.measure(x0)[0]) == deg(x0)[0]``. Other tasks store
+    x1 itself, which is returned unchanged. ``params`` are the task's (as for :func:`build`).
+    """
+    scale = measurement_scale(task)
+    if y.ndim != 4 or y.shape[1] != 3:
+        raise ValueError(f"{task}: expected a (B, 3, h, w) measurement, got {tuple(y.shape)}")
+    if scale == 1:
+        return y
+    return build_any_size(task, (y.shape[-2] * scale, y.shape[-1] * scale), **params).lift_image(y)
+
+
+__all__ = [
+    "CODEC_PADDED",
+    "MEASUREMENT_SCALES",
+    "TASKS",
+    "Degradation",
+    "ImageSize",
+    "LinearOperator",
+    "build",
+    "build_any_size",
+    "measurement_scale",
+    "upsample_measurement",
+]

@@ -7,7 +7,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from i2sb.degrade.base import LinearDegradation, LinearOperator
+from i2sb.degrade.base import ImageSize, LinearDegradation, LinearOperator
 from i2sb.degrade.linear import TensorCache
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma
@@ -37,7 +37,7 @@ class LuminanceOperator(LinearOperator):
 class Colorize(LinearDegradation):
     """x1 = luminance of x0 (ITU-R 601 weights) replicated to 3 channels."""
 
-    def __init__(self, image_size: int, name: str = "colorize") -> None:
+    def __init__(self, image_size: ImageSize, name: str = "colorize") -> None:
         super().__init__(image_size, name)
 
     @cached_property
@@ -45,6 +45,6 @@ class Colorize(LinearDegradation):
         return LuminanceOperator()
 
 
-def colorize(image_size: int) -> Colorize:
+def colorize(image_size: ImageSize) -> Colorize:
     """Grey input (ITU-R 601 luminance in all three channels)."""
     return Colorize(image_size)

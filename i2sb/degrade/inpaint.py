@@ -1,7 +1,8 @@
 """Inpainting corruptions (tasks ``inpaint_center``, ``inpaint_freeform1020``, ``inpaint_freeform2030``).
 
 As in the authors' ``corruption/inpaint.py`` (after Palette): the hole (mask = 1) is filled with white,
-x1 = x0 * (1 - mask) + mask. The centre hole is the box (h/4, w/4, h/2, w/2) (top, left, height, width).
+x1 = x0 * (1 - mask) + mask. The centre hole is the box (h/4, w/4, h/2, w/2) (top, left, height, width),
+so on an H x W image it scales with each side (the authors' ``get_center_mask`` takes (h, w) too).
 Free-form masks come from Palette's ``imagenet_freeform_masks.npz`` when a file is given
 (``mask_file=`` or the environment variable ``I2SB_FREEFORM_MASKS``), otherwise they are drawn as random
 brush strokes with the same hole ratios (see ``i2sb.degrade.freeform``).
@@ -15,16 +16,16 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from i2sb.degrade.base import Degradation, LinearOperator, working_dtype
+from i2sb.degrade.base import Degradation, ImageSize, LinearOperator, image_shape, working_dtype
 from i2sb.degrade.freeform import BrushStrokeMasks, PaletteMasks
 
 MASK_FILE_ENV = "I2SB_FREEFORM_MASKS"
 
 
 class MaskSampler(Protocol):
-    """Draws inpainting masks: (batch, 1, S, S) float on ``device``, 1 = hole.
+    """Draws inpainting masks: (batch, 1, H, W) float on ``device``, 1 = hole.
 
-    ``fixed_mask`` is the (1, 1, S, S) mask if every draw is the same, else None.
+    ``fixed_mask`` is the (1, 1, H, W) mask if every draw is the same, else None.
     """
 
     fixed_mask: Tensor | None
@@ -35,10 +36,10 @@ class MaskSampler(Protocol):
 class CenterMask:
     """The fixed centre box (h//4, w//4, h//2, w//2) of the authors' ``get_center_mask``."""
 
-    def __init__(self, image_size: int) -> None:
-        s = image_size
-        self.fixed_mask = torch.zeros(1, 1, s, s)
-        self.fixed_mask[..., s // 4 : s // 4 + s // 2, s // 4 : s // 4 + s // 2] = 1
+    def __init__(self, image_size: ImageSize) -> None:
+        h, w = image_shape(image_size, "inpaint_center")
+        self.fixed_mask = torch.zeros(1, 1, h, w)
+        self.fixed_mask[..., h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2] = 1
 
     def sample(self, batch: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
         return self.fixed_mask.to(device).repeat(batch, 1, 1, 1)
@@ -66,12 +67,12 @@ class MaskOperator(LinearOperator):
 
 
 class Inpaint(Degradation):
-    """x1 = x0 * (1 - mask) + mask, mask (B, 1, S, S) drawn by a ``MaskSampler`` and returned with x1."""
+    """x1 = x0 * (1 - mask) + mask, mask (B, 1, H, W) drawn by a ``MaskSampler`` and returned with x1."""
 
     needs_mask = True
     is_linear = True
 
-    def __init__(self, image_size: int, sampler: MaskSampler, name: str) -> None:
+    def __init__(self, image_size: ImageSize, sampler: MaskSampler, name: str) -> None:
         super().__init__(image_size, name)
         self.sampler = sampler
 
@@ -81,33 +82,33 @@ class Inpaint(Degradation):
         return op.lift(op.A(x0)), mask
 
     def operator(self, mask: Tensor | None = None) -> LinearOperator:
-        """The operator for ``mask`` (B or 1, 1, S, S); without one only the centre task has a default."""
+        """The operator for ``mask`` (B or 1, 1, H, W); without one only the centre task has a default."""
         mask = self.sampler.fixed_mask if mask is None else mask
         if mask is None:
             raise ValueError(f"{self.name}: operator() needs the mask returned by deg(x0)")
-        size = self.image_size
-        if mask.ndim != 4 or mask.shape[1:] != (1, size, size):
-            raise ValueError(f"{self.name}: mask must be (B, 1, {size}, {size}), got {tuple(mask.shape)}")
+        height, width = self.size
+        if mask.ndim != 4 or mask.shape[1:] != (1, height, width):
+            raise ValueError(f"{self.name}: mask must be (B, 1, {height}, {width}), got {tuple(mask.shape)}")
         return MaskOperator(mask.to(working_dtype(mask.dtype)))
 
 
-def inpaint_center(image_size: int) -> Inpaint:
+def inpaint_center(image_size: ImageSize) -> Inpaint:
     """Centre box hole: a quarter of the image (the authors' ``inpaint-center``)."""
     return Inpaint(image_size, CenterMask(image_size), "inpaint_center")
 
 
-def _freeform(image_size: int, name: str, key: str, hole_range: tuple[float, float], mask_file: str | None):
+def _freeform(image_size: ImageSize, name: str, key: str, hole_range: tuple[float, float], mask_file: str | None):
     path = mask_file or os.environ.get(MASK_FILE_ENV) or None
     if path is None:
         return Inpaint(image_size, BrushStrokeMasks(image_size, hole_range), name)
     return Inpaint(image_size, PaletteMasks(path, key, image_size), name)
 
 
-def inpaint_freeform1020(image_size: int, mask_file: str | None = None) -> Inpaint:
+def inpaint_freeform1020(image_size: ImageSize, mask_file: str | None = None) -> Inpaint:
     """Free-form holes covering 10-20 % (Palette's "10-20% freeform" masks, or generated strokes)."""
     return _freeform(image_size, "inpaint_freeform1020", "10-20% freeform", (0.1, 0.2), mask_file)
 
 
-def inpaint_freeform2030(image_size: int, mask_file: str | None = None) -> Inpaint:
+def inpaint_freeform2030(image_size: ImageSize, mask_file: str | None = None) -> Inpaint:
     """Free-form holes covering 20-30 % (Palette's "20-30% freeform" masks, or generated strokes)."""
     return _freeform(image_size, "inpaint_freeform2030", "20-30% freeform", (0.2, 0.3), mask_file)

@@ -5,7 +5,15 @@ differentiable torch JPEG of DDRM-JPEG (Kawar et al., 2022, ``functions/jpeg_tor
 It reproduces that code's floating-point operations (float32, same DCT matrix computed through the same
 FFT, same colour matrix, same order of operations), because its ``round()`` makes bit-level differences
 visible: a coefficient on a .5 boundary flips. Bit-exact on the CPU; other devices (or TF32 matmuls)
-may flip a rare coefficient. Unlike a real codec it does not clip or round pixels.
+may flip a rare coefficient. Unlike a real codec it does not clip or round pixels, so x1 leaves [-1, 1]
+(about -1.9 .. 1.7 at quality 5 on photos).
+
+The authors' code assumes square images with a side divisible by 16 (4:2:0 chroma in 8x8 blocks): other
+sides make ``nn.Unfold`` drop the last partial blocks and ``nn.Fold`` write zeros there (the last rows and
+columns come out as garbage colours), and non-square images fail. So by default the size must be a multiple
+of 16 (the paper's operator, bit for bit); ``pad=True`` accepts any size the way a JPEG codec does: the
+image is padded to whole 16 x 16 macroblocks by repeating its last row and column, coded, and the decoded
+image is cropped back (a no-op for multiples of 16).
 
 ``LibJpeg`` (task ``jpeg_libjpeg``) is a real baseline JPEG (torchvision's libjpeg ``encode_jpeg`` /
 ``decode_jpeg``, 4:2:0 chroma): use it to test a model on files a camera or browser would produce.
@@ -17,13 +25,15 @@ import math
 from functools import cached_property
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from i2sb.degrade.base import Degradation
+from i2sb.degrade.base import Degradation, ImageSize, size_text
 from i2sb.degrade.linear import TensorCache, nearest_upsample
 
 BLOCK = 8
+MACROBLOCK = 2 * BLOCK  # 4:2:0: one 8x8 chroma block covers 16x16 pixels
 
 # JPEG standard (ITU-T T.81) Annex K, Tables K.1 (luminance) and K.2 (chrominance), row-major 8x8.
 LUMA_TABLE = (
@@ -108,19 +118,23 @@ def colour_transform(image: Tensor, matrix: Tensor) -> Tensor:
 
 
 class DDRMJpeg(Degradation):
-    """The paper's JPEG corruption (DDRM-JPEG), quality 1..100; image_size a multiple of 16.
+    """The paper's JPEG corruption (DDRM-JPEG), quality 1..100; both sides multiples of 16 unless ``pad``.
 
     x0 in [-1, 1] -> [0, 255] -> YCbCr (JFIF, Cb/Cr + 128) -> chroma decimated by [::2, ::2] -> 8x8
     blocks - 128 -> orthonormal DCT -> divide by the IJG-scaled tables -> ``round()`` (half to even) ->
     multiply back -> inverse DCT -> + 128 -> chroma repeated 2x2 -> RGB -> [-1, 1]. No clipping.
-    Always computed in float32 (the reference precision), whatever the input dtype.
+    Always computed in float32 (the reference precision), whatever the input dtype. ``pad=True``: any
+    size, edge-padded to whole 16 x 16 macroblocks and cropped after decoding (see the module docstring).
     """
 
-    def __init__(self, image_size: int, quality: int = 10, name: str | None = None) -> None:
+    def __init__(self, image_size: ImageSize, quality: int = 10, name: str | None = None, pad: bool = False) -> None:
         self.quality = check_quality(quality)
         super().__init__(image_size, name or f"jpeg{quality}")
-        if image_size % (2 * BLOCK):
-            raise ValueError(f"{self.name}: image_size must be a multiple of 16, got {image_size}")
+        self.pad = bool(pad)
+        if not self.pad and (self.height % MACROBLOCK or self.width % MACROBLOCK):
+            raise ValueError(f"{self.name}: image_size must be a multiple of 16, got {size_text(self.size)} "
+                             f"(pad=True pads it like a JPEG codec)")
+        self.coded_size = tuple(-(-n // MACROBLOCK) * MACROBLOCK for n in self.size)
 
     @cached_property
     def _constants(self) -> TensorCache:
@@ -138,8 +152,8 @@ class DDRMJpeg(Degradation):
         )
 
     def encode(self, x0: Tensor) -> tuple[Tensor, Tensor]:
-        """x0 (B, 3, S, S) -> quantised DCT coefficients (integers as float32):
-        luma (B*(S/8)^2, 8, 8) and chroma (B*(S/16)^2*2, 8, 8), in ``to_blocks`` order."""
+        """x0 (B, 3, H, W), H and W multiples of 16 -> quantised DCT coefficients (integers as float32):
+        luma (B*(H/8)*(W/8), 8, 8) and chroma (B*(H/16)*(W/16)*2, 8, 8), in ``to_blocks`` order."""
         c = self._constants.get(x0.device, torch.float32)
         pixels = (x0.float() + 1) / 2 * 255
         ycbcr = colour_transform(pixels, c["rgb_to_ycbcr"]) + c["offset"]
@@ -149,19 +163,23 @@ class DDRMJpeg(Degradation):
         return luma.round(), chroma.round()
 
     def decode(self, luma: Tensor, chroma: Tensor, batch: int) -> Tensor:
-        """Quantised coefficients (as from ``encode``) -> image (batch, 3, S, S) in [-1, 1] (unclipped)."""
+        """Quantised coefficients (as from ``encode``) -> image (batch, 3, H, W) in [-1, 1] (unclipped), at
+        ``coded_size`` (H, W) (the image size rounded up to multiples of 16)."""
         c = self._constants.get(luma.device, torch.float32)
-        size, half = self.image_size, self.image_size // 2
+        height, width = self.coded_size
         luma = transform_blocks(luma * c["luma_q"], c["inverse_rows"]) + 128
         chroma = transform_blocks(chroma * c["chroma_q"], c["inverse_rows"]) + 128
-        luma = from_blocks(luma, (batch, 1, size, size))
-        chroma = nearest_upsample(from_blocks(chroma, (batch, 2, half, half)), 2)
+        luma = from_blocks(luma, (batch, 1, height, width))
+        chroma = nearest_upsample(from_blocks(chroma, (batch, 2, height // 2, width // 2)), 2)
         rgb = colour_transform(torch.cat([luma, chroma], dim=1) - c["offset"], c["ycbcr_to_rgb"])
         return rgb / 255 * 2 - 1
 
     def _degrade(self, x0: Tensor, generator: torch.Generator | None) -> tuple[Tensor, None]:
-        luma, chroma = self.encode(x0)
-        return self.decode(luma, chroma, x0.shape[0]).to(x0.dtype), None
+        (height, width), (coded_h, coded_w) = self.size, self.coded_size
+        x = x0 if (height, width) == (coded_h, coded_w) else F.pad(x0, (0, coded_w - width, 0, coded_h - height),
+                                                                     mode="replicate")
+        luma, chroma = self.encode(x)
+        return self.decode(luma, chroma, x0.shape[0])[..., :height, :width].to(x0.dtype), None
 
 
 class LibJpeg(Degradation):
@@ -171,7 +189,7 @@ class LibJpeg(Degradation):
     uses its own DCT, 4:2:0 chroma filtering and clipping. Runs on the CPU; x1 comes back on x0's device.
     """
 
-    def __init__(self, image_size: int, quality: int = 10, name: str | None = None) -> None:
+    def __init__(self, image_size: ImageSize, quality: int = 10, name: str | None = None) -> None:
         self.quality = check_quality(quality)
         super().__init__(image_size, name or "jpeg_libjpeg")
 

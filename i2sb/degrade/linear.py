@@ -76,29 +76,40 @@ def nearest_upsample(y: Tensor, factor: int) -> Tensor:
 
 
 class SeparableOperator(LinearOperator):
-    """y_c = H X_c H^T for each channel c, with one 1-D factor H of shape (m, n), m = n / lift_factor.
+    """y_c = H_r X_c H_c^T for each channel c: a 1-D factor per axis, H_r (m_r, n_r) on the rows (height)
+    and H_c (m_c, n_c) on the columns (width); ``col_factor=None`` uses H_r on both (square images).
 
-    ``A_pinv`` uses the given pseudo-inverse P of H (Kronecker: (H (x) H)^+ = P (x) P); ``lift`` repeats
-    each measured pixel ``n // m`` times per axis (the nearest upsampling the authors apply after SR).
+    ``A_pinv`` uses the given pseudo-inverses P of the factors (Kronecker: (H_r (x) H_c)^+ = P_r (x) P_c);
+    ``lift`` repeats each measured pixel ``n / m`` times per axis (the nearest upsampling the authors apply
+    after SR); both axes must shrink by the same ``lift_factor``.
     """
 
-    def __init__(self, factor: Tensor, factor_pinv: Tensor) -> None:
-        m, n = factor.shape
-        if factor_pinv.shape != (n, m) or n % m:
-            raise ValueError(f"factor {tuple(factor.shape)} and pseudo-inverse {tuple(factor_pinv.shape)} mismatch")
-        self.lift_factor = n // m
-        self._mats = TensorCache(H=factor, P=factor_pinv)
+    def __init__(
+        self, factor: Tensor, factor_pinv: Tensor, col_factor: Tensor | None = None, col_pinv: Tensor | None = None
+    ) -> None:
+        col_factor, col_pinv = (factor, factor_pinv) if col_factor is None else (col_factor, col_pinv)
+        ratios = set()
+        for h, p in ((factor, factor_pinv), (col_factor, col_pinv)):
+            m, n = h.shape
+            if p is None or p.shape != (n, m) or n % m:
+                raise ValueError(f"factor {tuple(h.shape)} and pseudo-inverse {None if p is None else tuple(p.shape)} "
+                                 f"mismatch")
+            ratios.add(n // m)
+        if len(ratios) != 1:
+            raise ValueError(f"the row and column factors shrink by different ratios {sorted(ratios)}")
+        self.lift_factor = ratios.pop()
+        self._mats = TensorCache(H=factor, P=factor_pinv, Hc=col_factor, Pc=col_pinv)
 
     def A(self, x: Tensor) -> Tensor:
-        """(B, C, n, n) -> (B, C, m, m)."""
-        h = self._mats.like(x)["H"]
-        return (h @ x.to(h.dtype) @ h.mT).to(x.dtype)
+        """(B, C, n_r, n_c) -> (B, C, m_r, m_c)."""
+        m = self._mats.like(x)
+        return (m["H"] @ x.to(m["H"].dtype) @ m["Hc"].mT).to(x.dtype)
 
     def A_pinv(self, y: Tensor) -> Tensor:
-        """(B, C, m, m) -> (B, C, n, n)."""
-        p = self._mats.like(y)["P"]
-        return (p @ y.to(p.dtype) @ p.mT).to(y.dtype)
+        """(B, C, m_r, m_c) -> (B, C, n_r, n_c)."""
+        m = self._mats.like(y)
+        return (m["P"] @ y.to(m["P"].dtype) @ m["Pc"].mT).to(y.dtype)
 
     def lift(self, y: Tensor) -> Tensor:
-        """(B, C, m, m) -> (B, C, n, n) by nearest upsampling."""
+        """(B, C, m_r, m_c) -> (B, C, n_r, n_c) by nearest upsampling."""
         return nearest_upsample(y, self.lift_factor)

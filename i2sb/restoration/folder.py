@@ -269,7 +269,7 @@ def sampling_options(cfg: SampleConfig, restorer: Restorer) -> SamplingOptions:
 def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
     """Every check that needs no image decoding, in order of cost; raises one-line errors."""
     root, output, mask_dir = check_folders(cfg)
-    paths = require_images(cfg.input)
+    paths = require_images(cfg.input, arrays=True)
     restorer = load_restorer(cfg)
     options = sampling_options(cfg, restorer)
     if restorer.needs_mask and mask_dir is None:

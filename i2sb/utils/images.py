@@ -3,6 +3,10 @@
 Pixel convention everywhere in i2sb: float32 tensors of shape (3, H, W) with values in [-1, 1]
 (the authors' `ToTensor()` followed by `t * 2 - 1`). Training, restoration and evaluation all list and
 read images here, so they accept the same files and skip the same hidden ones.
+
+Besides image files, `load_image` reads `.npy` arrays written by `save_array`: float32 (H, W, 3) in the
+same [-1, 1] units, unclipped and unrounded (a degraded image that leaves [-1, 1], as the paper's
+DDRM JPEG does, survives the round trip exactly). `list_images` lists them only with `arrays=True`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .files import atomic_write
 # clean-fid's extensions (cleanfid/utils.py), compared case-insensitively
 IMAGE_EXTENSIONS = frozenset({".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 
+ARRAY_EXTENSIONS = frozenset({".npy"})  # float arrays in [-1, 1] units (`save_array`)
 DEFAULT_MAX_PIXELS = 2 * 89_478_485  # Pillow's own hard limit (its warning starts at half); 0 = no limit
 EXIF_ORIENTATION = 0x0112
 SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
@@ -37,38 +42,40 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def list_images(root: str | Path) -> list[Path]:
+def list_images(root: str | Path, arrays: bool = False) -> list[Path]:
     """All image files under `root`, recursively, sorted by their path relative to `root`.
 
     Hidden files and folders (names starting with ".", e.g. macOS `._x.png` resource forks or
     `.ipynb_checkpoints`) are ignored; symlinked folders are followed. A single supported image
     file is returned as a one-element list. Returns [] for a folder without images.
+    `arrays=True` also lists `.npy` arrays (what `load_image` reads besides images).
     Raises FileNotFoundError for a missing path, ValueError for a file of another type.
     """
     root = Path(root)
+    accepted = (IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) if arrays else IMAGE_EXTENSIONS
     if root.is_file():
-        if not is_image_file(root):
-            raise ValueError(f"{root}: not an image file (supported: {_extensions_text()})")
+        if root.suffix.lower() not in accepted:
+            raise ValueError(f"{root}: not an image file (supported: {_extensions_text(arrays)})")
         return [root]
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such file or directory")
     found = []
     for folder, subfolders, files in os.walk(root, followlinks=True):
         subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-        found += [Path(folder, f) for f in files if not f.startswith(".") and is_image_file(f)]
+        found += [Path(folder, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in accepted]
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def require_images(root: str | Path) -> list[Path]:
-    """`list_images(root)`, raising a one-line ValueError when the folder holds no images."""
-    paths = list_images(root)
+def require_images(root: str | Path, arrays: bool = False) -> list[Path]:
+    """`list_images(root, arrays)`, raising a one-line ValueError when the folder holds no images."""
+    paths = list_images(root, arrays)
     if not paths:
-        raise ValueError(f"{root}: no images found (supported extensions: {_extensions_text()})")
+        raise ValueError(f"{root}: no images found (supported extensions: {_extensions_text(arrays)})")
     return paths
 
 
-def _extensions_text() -> str:
-    return ", ".join(sorted(IMAGE_EXTENSIONS))
+def _extensions_text(arrays: bool = False) -> str:
+    return ", ".join(sorted(IMAGE_EXTENSIONS | (ARRAY_EXTENSIONS if arrays else frozenset())))
 
 
 class PixelLimitError(ValueError):
@@ -108,8 +115,11 @@ def _orientation(image: Image.Image) -> int:
 
 
 def image_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """``(height, width)`` of the image as shown (EXIF orientation applied), from its header only."""
+    """``(height, width)`` of the image as shown (EXIF orientation applied), from its header only (for a
+    ``.npy`` array, from the array's header)."""
     path = Path(path)
+    if path.suffix.lower() in ARRAY_EXTENSIONS:
+        return _array_size(path, max_pixels)
     try:
         with _opened(path, max_pixels) as image:
             width, height = image.size
@@ -117,6 +127,19 @@ def image_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct/zlib errors, ...
         raise _failed(path, exc) from None
     return (width, height) if orientation in SWAPPED_ORIENTATIONS else (height, width)
+
+
+def _array_size(path: Path, max_pixels: int) -> tuple[int, int]:
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, ... for broken files
+        raise ValueError(f"{path}: cannot read array: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"{path}: expected a float (H, W, 3) image array, got shape {shape}")
+    if max_pixels and shape[0] * shape[1] > max_pixels:
+        raise PixelLimitError(f"{path}: {shape[1]}x{shape[0]} is {shape[0] * shape[1] / 1e6:.1f} megapixels, "
+                              f"over max_pixels={max_pixels} (raise max_pixels to read it)")
+    return shape[0], shape[1]
 
 
 def _decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -161,11 +184,14 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.
     """Read an image file as a float32 tensor (3, H, W) in [-1, 1].
 
     Same conversions as `read_rgb` (EXIF orientation, pixel limit), except that 16-bit grey keeps its full
-    precision. Raises FileNotFoundError for a missing file and ValueError for an undecodable one.
+    precision. A `.npy` file is read with `load_array` (exact values, not clipped).
+    Raises FileNotFoundError for a missing file and ValueError for an undecodable one.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() in ARRAY_EXTENSIONS:
+        return load_array(path)
     image = _decode(path, max_pixels)
     if image.mode in _HIGH_DEPTH_SCALE:
         unit = _high_depth_to_unit(image)
@@ -206,3 +232,31 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r} (use .png)")
     pixels = Image.fromarray(to_uint8(image))
     return atomic_write(path, lambda stream: pixels.save(stream, format=file_format))
+
+
+def save_array(image: torch.Tensor, path: str | Path) -> Path:
+    """Write an image tensor (3, H, W) in [-1, 1] units to `path` (".npy") as a float32 (H, W, 3) array,
+    exactly (no clipping, no rounding), atomically. Returns the path."""
+    path = Path(path)
+    if path.suffix.lower() not in ARRAY_EXTENSIONS:
+        raise ValueError(f"{path}: arrays are written as .npy, got suffix {path.suffix!r}")
+    if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
+        raise ValueError(f"expected a float image tensor (3, H, W); got {tuple(image.shape)} {image.dtype}")
+    array = np.ascontiguousarray(image.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy())
+    return atomic_write(path, lambda stream: np.save(stream, array, allow_pickle=False))
+
+
+def load_array(path: str | Path) -> torch.Tensor:
+    """Read a `.npy` image array, float (H, W, 3) in [-1, 1] units (as `save_array` writes), as a float32
+    tensor (3, H, W), values as stored. Raises ValueError("<path>: ...") for anything else."""
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError, ... for broken files
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"{path}: cannot read array: {reason}") from exc
+    if array.ndim != 3 or array.shape[-1] != 3 or array.dtype.kind != "f" or 0 in array.shape:
+        raise ValueError(f"{path}: expected a float (H, W, 3) image array, got {array.dtype} {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{path}: the image array holds NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1).contiguous()

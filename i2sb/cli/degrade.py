@@ -1,0 +1,71 @@
+"""``i2sb-degrade``: degrade a folder of clean photos of any size as a task's training does
+(:func:`i2sb.degrade.folder.degrade_folder`)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..degrade import TASKS
+from ..degrade.folder import FORMATS, plan, run
+from .keyvalue import EXIT_USAGE, Tool, run_tool
+
+PROG = "i2sb-degrade"
+
+
+@dataclass
+class DegradeOptions:
+    """The keys of ``i2sb-degrade``."""
+
+    task: str = field(default="???", metadata={"help": f"degradation: {', '.join(TASKS)}"})
+    input: str = field(default="???", metadata={"help": "folder of clean images (any size; searched recursively) "
+                                                         "or one image file"})
+    output: str = field(default="???", metadata={"help": "folder for the degraded images: same relative paths "
+                                                          "and names, suffix .png (or .npy); SR writes the "
+                                                          "true low-resolution image (H/4 x W/4)"})
+    masks: Optional[str] = field(default=None, metadata={"help": "inpainting only: folder for the masks "
+                                                                 "(white = hole; default OUTPUT_masks beside "
+                                                                 "OUTPUT), for i2sb-sample mask=MASKS"})
+    seed: int = field(default=0, metadata={"help": "base seed of the random draws (free-form masks); each "
+                                                   "image's draws come from (seed, a hash of its pixels)"})
+    format: str = field(default="png", metadata={"help": f"{' | '.join(FORMATS)}: png is 8-bit (clips the "
+                                                         "JPEG tasks' values outside [-1, 1]); npy is the exact "
+                                                         "float32 (H, W, 3) array in [-1, 1] units"})
+    params: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the task's parameters, e.g. params.quality=30 (task=jpeg or jpeg_libjpeg), params.mask_file=F "
+                "(free-form: Palette's masks)"})
+
+
+TOOL = Tool(
+    PROG,
+    DegradeOptions,
+    "Degrade clean images as a task's training does, to test a model on photos of any size. Unreadable "
+    "images and sizes a task cannot take (SR: sides divisible by 4) are reported in one line each and "
+    "skipped (exit status 1); usage errors exit 2 before anything is written.",
+    "i2sb-degrade task=sr4x_bicubic input=clean/ output=lowres/",
+)
+
+
+def _job(options: DegradeOptions) -> int:
+    try:
+        checked = plan(options.task, options.input, options.output, options.masks, options.seed, options.format,
+                       dict(options.params))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    result = run(checked, log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+    masks = f"; {len(result.masks)} mask(s) into {checked.masks} (i2sb-sample mask={checked.masks})" \
+        if checked.masks is not None else ""
+    print(f"{PROG}: wrote {len(result.written)} image(s) into {checked.output}{masks}; "
+          f"skipped {len(result.failures)}")
+    return 1 if result.failures else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``i2sb-degrade task=NAME input=CLEAN output=DEGRADED [masks=DIR] [seed=0] [format=png] [params.K=V]``."""
+    sys.exit(run_tool(TOOL, sys.argv[1:] if argv is None else argv, _job))
+
+
+if __name__ == "__main__":
+    main()
