@@ -249,6 +249,7 @@ class SampleConfig:
     use_ema: bool = True
     skip_existing: bool = False  # leave images whose outputs all exist (counted as skipped)
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images (or forged headers) are refused one by one; 0: no limit
+    upscale: Optional[bool] = None  # SR checkpoints: null/true upsample low-res inputs as training did; false: x1 given
     progress: bool = True
     model: ModelOverrides = field(default_factory=ModelOverrides)
     ddnm: DDNMConfig = field(default_factory=DDNMConfig)

@@ -257,3 +257,24 @@ def test_cli_ddnm_with_a_prior(ddpm_run, tmp_path, capsys):
         sample_main(["baseline=ddnm", f"prior={ddpm_run}", "task=jpeg5", f"input={tmp_path / 'in'}",
                      f"output={tmp_path / 'o2'}", "progress=false"])
     assert done.value.code == 2 and "linear" in capsys.readouterr().err
+
+
+def test_cli_ddnm_upsamples_low_resolution_photos(ddpm_run, tmp_path, capsys):
+    """DDNM's SR path takes a low-resolution photo like I2SB's: x1 = its nearest upsampling, a 4x larger output."""
+    from i2sb.utils.seeds import image_generator
+
+    x0 = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    y = degrade.build("sr4x_pool", 16).measure(x0)[0]  # the true low-resolution image (1, 3, 4, 4)
+    (tmp_path / "lr").mkdir()
+    save_image(y[0].clamp(-1, 1), tmp_path / "lr" / "a.png")
+    with pytest.raises(SystemExit) as done:
+        sample_main([f"ckpt={ddpm_run}", f"input={tmp_path / 'lr'}", f"output={tmp_path / 'out'}", "nfe=3",
+                     "progress=false"])
+    assert done.value.code == 0, capsys.readouterr().err
+    out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    lr = torch.from_numpy(np.asarray(Image.open(tmp_path / "lr" / "a.png")).copy()).permute(2, 0, 1)[None] / 127.5 - 1
+    api = i2sb.load(ddpm_run).restore(degrade.upsample_measurement("sr4x_pool", lr.float()), nfe=3,
+                                      generator=[image_generator(0, "a.png")])
+    assert out.shape == (16, 16, 3)
+    np.testing.assert_array_equal(out, ((api[0].permute(1, 2, 0) + 1) * 127.5 + 0.5).clamp(0, 255)
+                                  .to(torch.uint8).numpy())

@@ -437,3 +437,30 @@ def test_images_over_max_pixels_fail_one_by_one_without_warnings(tmp_path, capsy
     code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'o2'}",
                              "max_pixels=300")
     assert code == 1 and "restored 1 image(s)" in out and err.count("max_pixels=300") == 2
+
+
+def test_sr_checkpoints_upsample_low_resolution_photos_as_training_did(tmp_path, capsys):
+    """An sr4x checkpoint given a low-resolution photo restores a 4x larger image; upscale=false takes x1."""
+    from i2sb import degrade
+    from i2sb.utils.seeds import image_generator
+
+    run = write_run(tmp_path / "run", task={"degradation": "sr4x_pool", "ot_ode": False})
+    (tmp_path / "lr").mkdir()
+    random_image(8, 12, 0).save(tmp_path / "lr" / "photo.png")
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp_path / 'lr'}", f"output={tmp_path / 'out'}", "nfe=3")
+    assert code == 0, err
+    restored = rgb(tmp_path / "out" / "photo.png")
+    assert restored.shape == (32, 48, 3)
+    y = torch.from_numpy(rgb(tmp_path / "lr" / "photo.png").copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    x1 = degrade.upsample_measurement("sr4x_pool", y)
+    assert x1.shape == (1, 3, 32, 48) and torch.equal(x1[..., ::4, ::4], y)  # nearest, as the authors' Upsample
+    api = i2sb.load(run).restore(x1, nfe=3, generator=[image_generator(0, "photo.png")])
+    np.testing.assert_array_equal(restored, ((api[0].permute(1, 2, 0) + 1) * 127.5 + 0.5).clamp(0, 255)
+                                  .to(torch.uint8).numpy())
+    code, _, err = run_cli(capsys, f"ckpt={run}", f"input={tmp_path / 'lr'}", f"output={tmp_path / 'same'}",
+                           "nfe=3", "upscale=false")
+    assert code == 0 and rgb(tmp_path / "same" / "photo.png").shape == (8, 12, 3), err
+    jpeg = write_run(tmp_path / "jpeg")
+    code, _, err = run_cli(capsys, f"ckpt={jpeg}", f"input={tmp_path / 'lr'}", f"output={tmp_path / 'x'}",
+                           "upscale=true")
+    assert code == 2 and "'upscale'" in err and "not super-resolution" in err

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import degrade
 from ..baselines.ddnm import DDNMOptions
 from ..config import ConfigError, SampleConfig, to_sample_config
 from ..core.bridge import space_indices
@@ -180,6 +181,7 @@ class Job:
     options: SamplingOptions
     mask_dir: Path | None
     traj_dir: Path | None
+    upscale: int  # inputs are measurements this many times smaller per side than x1 (SR: 4), else 1
 
     def generators(self, items: list[Item], sample: int) -> list[torch.Generator]:
         """One generator per image, from (seed, its relative path, ``sample``): batch-independent draws."""
@@ -213,6 +215,8 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
     good, x1, mask = _load_inputs(job, batch, report)
     if not good:
         return
+    if job.upscale > 1:  # a low-resolution photo -> x1 as training made it
+        x1 = degrade.upsample_measurement(job.restorer.task.degradation, x1, **dict(job.restorer.task.params))
     failed: set[int] = set()
     for k in range(cfg.n_samples):
         traj = None
@@ -278,7 +282,19 @@ def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
     traj_dir = None
     if cfg.save_traj:
         traj_dir = Path(cfg.traj_dir) if cfg.traj_dir else output.parent / f"{output.name}_traj"
-    return Job(cfg, restorer, options, mask_dir, traj_dir), paths, root, output
+    return Job(cfg, restorer, options, mask_dir, traj_dir, upscale_factor(cfg, restorer)), paths, root, output
+
+
+def upscale_factor(cfg: SampleConfig, restorer: Restorer) -> int:
+    """How much larger per side x1 is than the input files: the SR task's 4 unless ``upscale=false``."""
+    task = restorer.task.degradation
+    if cfg.upscale is False or task not in degrade.TASKS:
+        return 1
+    scale = degrade.measurement_scale(task)
+    if cfg.upscale and scale == 1:
+        raise ValueError(f"config key 'upscale': the checkpoint's task '{task}' is not super-resolution; "
+                         f"leave upscale=null")
+    return scale
 
 
 def restore_folder(cfg: Any) -> int:
