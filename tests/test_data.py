@@ -233,13 +233,18 @@ def test_demo_val_is_deterministic_held_out_content(demo_val: DemoImages):
         first = demo_val.item(index, torch.Generator().manual_seed(1))["x0"]
         second = again.item(index, torch.Generator().manual_seed(2))["x0"]  # the generator is unused
         torch.testing.assert_close(first, second, rtol=0, atol=0)
-    # Crop 0 (zoom 1, left column): the left square of chelsea (300 x 451) shrunk to 32 px,
-    # i.e. the left 32 columns of the photo resized to 32 x 48 (other crops differ by ~0.25).
+    # Native resolution by default: crop 0 is chelsea's top-left 32 x 32 pixels, exactly, and the grid covers
+    # the photo (300 x 451 -> ceil(300/32) x ceil(451/32) crops), the last one flush with its corner.
     _, array = demo_photos("val")[0]
-    whole = torch.from_numpy(np.array(Image.fromarray(array).resize((48, 32), Image.BILINEAR)))
-    expected = whole[:, :32].permute(2, 0, 1).float() / 127.5 - 1
-    assert demo_val.crop_name(0) == "chelsea_x1_r0_c0"
-    assert (demo_val[0]["x0"] - expected).abs().mean() < 0.01
+    expected = torch.from_numpy(array[:32, :32].copy()).permute(2, 0, 1).float() / 127.5 - 1
+    assert demo_val.crop_name(0) == "chelsea_z1_r0_c0"
+    torch.testing.assert_close(demo_val[0]["x0"], expected, rtol=0, atol=1e-6)
+    chelsea = [i for i, (photo, _, _) in enumerate(demo_val.crops) if photo == 0]
+    assert len(chelsea) == 10 * 15 and demo_val.crops[chelsea[-1]][1] == (419.0, 268.0, 451.0, 300.0)
+    zoomed = DemoImages(32, "val", val_zooms=(4.0,))  # 128 x 128 squares shrunk to 32 px
+    assert zoomed.crop_name(0) == "chelsea_z4_r0_c0"
+    shrunk = np.array(Image.fromarray(array[:128, :128]).resize((32, 32), Image.BILINEAR))
+    assert (zoomed[0]["x0"] - torch.from_numpy(shrunk).permute(2, 0, 1).float() / 127.5 + 1).abs().mean() < 0.01
 
 
 def test_demo_train_crops_random_reproducible_and_in_range():
@@ -248,8 +253,11 @@ def test_demo_train_crops_random_reproducible_and_in_range():
     draw = [train.item(3, torch.Generator().manual_seed(s))["x0"] for s in (0, 0, 1)]
     assert torch.equal(draw[0], draw[1]) and not torch.equal(draw[0], draw[2])
     assert draw[0].shape == (3, 32, 32) and draw[0].min() >= -1 and draw[0].max() <= 1
-    with pytest.raises(ValueError, match="scale_range"):
-        DemoImages(32, "train", scale_range=(0.5, 2.0))
+    with pytest.raises(ValueError, match="zoom"):
+        DemoImages(32, "train", zoom=(2.0, 1.0))
+    zoomed = DemoImages(32, "train", length=50, zoom=(1.0, 8.0))  # the same draws, other squares
+    assert any(not torch.equal(zoomed.item(3, torch.Generator().manual_seed(s))["x0"],
+                               train.item(3, torch.Generator().manual_seed(s))["x0"]) for s in range(5))
 
 
 def test_write_demo_folder_writes_the_val_crops(tmp_path: Path, demo_val: DemoImages):
@@ -260,6 +268,34 @@ def test_write_demo_folder_writes_the_val_crops(tmp_path: Path, demo_val: DemoIm
         torch.testing.assert_close(load_image(path), demo_val[by_name[path.stem]]["x0"], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="only"):
         write_demo_folder(tmp_path / "x", "val", 32, n=10_000)
+
+
+def test_native_patches_of_folder_images(tmp_path: Path):
+    """crop=native: random S x S patches at the images' own resolution (the centre one for validation); zoom
+    draws larger squares resized to S; images smaller than the patch are enlarged to fit it."""
+    photo = _photo(40, 60, seed=5)
+    _write(tmp_path / "imgs" / "a.png", photo)
+    val = ImageFolder(tmp_path / "imgs", 16, train=False, crop="native")
+    centre = photo[12:28, 22:38]  # (40 - 16) / 2, (60 - 16) / 2
+    torch.testing.assert_close(val[0]["x0"], torch.from_numpy(centre.copy()).permute(2, 0, 1).float() / 127.5 - 1,
+                               rtol=0, atol=1e-6)
+    train = ImageFolder(tmp_path / "imgs", 16, train=True, crop="native")
+    patches = [train.item(0, torch.Generator().manual_seed(s))["x0"] for s in range(6)]
+    pixels = {tuple(np.round((p.permute(1, 2, 0).numpy() + 1) * 127.5).astype(int)[0, 0]) for p in patches}
+    assert len(pixels) > 3  # different places
+    for patch in patches:  # every patch is a 16 x 16 window of the photo (flipped or not)
+        window = np.round((patch.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+        found = any(np.array_equal(window, w) or np.array_equal(window[:, ::-1], w)
+                    for y in range(25) for x in range(45) for w in [photo[y:y + 16, x:x + 16]])
+        assert found
+    zoom = ImageFolder(tmp_path / "imgs", 16, train=True, crop="native", zoom=(2.0, 2.0))
+    assert zoom.item(0, torch.Generator().manual_seed(0))["x0"].shape == (3, 16, 16)
+    small = ImageFolder(tmp_path / "imgs", 64, train=False, crop="native")  # 40 px < 64: enlarged first
+    assert small[0]["x0"].shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="crop"):
+        ImageFolder(tmp_path / "imgs", 16, train=True, crop="thumbnail")
+    with pytest.raises(ValueError, match="zoom"):
+        ImageFolder(tmp_path / "imgs", 16, train=True, zoom=(2.0, 2.0))  # zoom is for crop=native
 
 
 # ---------------------------------------------------------------- registry

@@ -16,13 +16,13 @@ from .folders import SPLITS, ImageFolder, PairedFolders, is_train_split, match_p
 from .loader import infinite_loader
 
 
-def _image_folder(image_size: int, split: str, *, root: str, random_crop: bool = False) -> Dataset:
-    return ImageFolder(root, image_size, train=is_train_split(split), random_crop=random_crop)
+def _image_folder(image_size: int, split: str, *, root: str, **options: Any) -> Dataset:
+    return ImageFolder(root, image_size, train=is_train_split(split), **options)
 
 
 def _paired(image_size: int, split: str, *, root: str | None = None, clean: str = "clean",
-            degraded: str = "degraded", random_crop: bool = False) -> Dataset:
-    return PairedFolders(root, image_size, is_train_split(split), clean, degraded, random_crop=random_crop)
+            degraded: str = "degraded", **options: Any) -> Dataset:
+    return PairedFolders(root, image_size, is_train_split(split), clean, degraded, **options)
 
 
 def _demo(image_size: int, split: str, **kwargs: Any) -> Dataset:
@@ -46,9 +46,10 @@ def build_dataset(kind: str, image_size: int, split: str, **kwargs: Any) -> Data
     """Build a dataset by registry name; `split` ("train" | "val") turns training augmentation on/off.
 
     kwargs per kind:
-        imagefolder: root (the folder of this split, used as given), random_crop=False
-        paired:      root=None, clean="clean", degraded="degraded", random_crop=False
-        demo:        length=1024, scale_range=(1, 4), val_scales=(1, 2, 4)
+        imagefolder: root (the folder of this split, used as given), crop="resize" | "native",
+                     zoom=(1, 1) (native), random_crop=False (resize)
+        paired:      root=None, clean="clean", degraded="degraded", and the same crop, zoom, random_crop
+        demo:        length=1024, zoom=(1, 1), val_zooms=(1,)
     """
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset kind {kind!r}; valid kinds: {', '.join(DATASETS)}")

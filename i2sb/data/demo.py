@@ -10,10 +10,10 @@ are not used). The split is by photo, so validation crops are content the model 
   both views of stereo_motorcycle. The two motorcycle views are near-duplicates, so both are in
   the same split.
 
-Train items are random square crops of a randomly rescaled photo: the short side is scaled by a
-log-uniform factor s in `scale_range` (s = 1: the whole short side fits the crop; s = 4: the crop
-covers a quarter of it), never upsampling beyond the photo's resolution when that can be avoided.
-Validation items are a fixed grid of crops at each scale in `val_scales`, the same every run.
+Train items are random S x S patches of the photos at their own resolution (zoom 1: native pixels, as
+restoration trainers crop their data; a log-uniform zoom in `zoom=(lo, hi)` instead takes a zoom x S square,
+resized to S -- zoom 8 on these 512-px photos is the whole short side, a thumbnail). Validation items are a
+fixed grid of patches covering each photo at every zoom in `val_zooms` (default: native), the same every run.
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ class DemoImages(Dataset):
         image_size: side S of the crops.
         split: "train" (random crops, `length` items per virtual epoch) or "val" (fixed grid).
         length: number of items of the train split (ignored for val).
-        scale_range: (lo, hi) range of the log-uniform zoom factor s for training crops.
-        val_scales: zoom factors of the validation grid; each gives ceil(h / c) x ceil(w / c)
-            evenly spaced crops of side c = short_side / s that cover the whole photo.
+        zoom: (lo, hi) range of the log-uniform zoom of training crops: a crop covers zoom x S photo pixels
+            (1 = native resolution; capped at the photo's short side).
+        val_zooms: zooms of the validation grid; each gives ceil(h / c) x ceil(w / c) evenly spaced crops of
+            side c = zoom x S that cover the whole photo.
     """
 
     def __init__(
@@ -87,18 +88,18 @@ class DemoImages(Dataset):
         split: str = "train",
         *,
         length: int = 1024,
-        scale_range: tuple[float, float] = (1.0, 4.0),
-        val_scales: tuple[float, ...] = (1.0, 2.0, 4.0),
+        zoom: tuple[float, float] = (1.0, 1.0),
+        val_zooms: tuple[float, ...] = (1.0,),
     ):
         self.train = is_train_split(split)
         self.image_size, self.split, self.length = int(image_size), split, int(length)
-        if not 1.0 <= scale_range[0] <= scale_range[1]:
-            raise ValueError(f"scale_range must satisfy 1 <= lo <= hi, got {scale_range}")
-        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        if not 0 < zoom[0] <= zoom[1] or min(val_zooms) <= 0:
+            raise ValueError(f"zoom must satisfy 0 < lo <= hi and val_zooms be positive, got {zoom}, {val_zooms}")
+        self.zoom = (float(zoom[0]), float(zoom[1]))
         named = demo_photos(split)
         self.photo_names = [name for name, _ in named]
         self.photos = [Image.fromarray(array) for _, array in named]
-        self.crops = [] if self.train else self._val_grid(val_scales)
+        self.crops = [] if self.train else self._val_grid(val_zooms)
 
     def __len__(self) -> int:
         return self.length if self.train else len(self.crops)
@@ -114,44 +115,45 @@ class DemoImages(Dataset):
             photo, box, flip = self._random_crop(generator)
         else:
             (photo, box, _), flip = self.crops[index], False
-        image = self.photos[photo].resize((self.image_size,) * 2, Image.BILINEAR, box=box)
+        if box[2] - box[0] == self.image_size and float(box[0]).is_integer() and float(box[1]).is_integer():
+            image = self.photos[photo].crop(tuple(int(v) for v in box))  # native pixels
+        else:
+            image = self.photos[photo].resize((self.image_size,) * 2, Image.BILINEAR, box=box)
         if flip:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         return {"x0": to_model_range(image), "index": index}
 
     def crop_name(self, index: int) -> str:
-        """A file-name-safe name for val crop `index`, e.g. "coffee_x2_r1_c0"."""
+        """A file-name-safe name for val crop `index`, e.g. "coffee_z1_r1_c0"."""
         return self.crops[index][2] if not self.train else f"{self.split}_{index:05d}"
 
-    def _max_scale(self, photo: int) -> float:
-        """Largest zoom that does not upsample the photo (at least 1)."""
-        return max(1.0, min(self.photos[photo].size) / self.image_size)
+    def _side(self, photo: int, zoom: float) -> float:
+        """Photo pixels covered by a crop at ``zoom`` (capped at the photo's short side)."""
+        return min(self.image_size * zoom, min(self.photos[photo].size))
 
     def _random_crop(self, generator: torch.Generator | None) -> tuple[int, Box, bool]:
         photo = int(torch.randint(len(self.photos), (1,), generator=generator))
-        u_scale, u_y, u_x, u_flip = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
-        lo, hi = self.scale_range
-        hi = max(lo, min(hi, self._max_scale(photo)))
-        scale = math.exp(math.log(lo) + u_scale * (math.log(hi) - math.log(lo)))  # log-uniform
+        u_zoom, u_y, u_x, u_flip = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+        lo, hi = self.zoom
+        side = self._side(photo, math.exp(math.log(lo) + u_zoom * math.log(hi / lo)))  # log-uniform zoom
         width, height = self.photos[photo].size
-        side = min(width, height) / scale
         left, top = u_x * (width - side), u_y * (height - side)
+        if side == self.image_size:  # native pixels: whole-pixel boxes, no resampling
+            left, top = float(round(left)), float(round(top))
         return photo, (left, top, left + side, top + side), u_flip < 0.5
 
-    def _val_grid(self, val_scales: tuple[float, ...]) -> list[tuple[int, Box, str]]:
-        """Deterministic crops: per photo and scale, a grid of boxes covering the photo."""
+    def _val_grid(self, val_zooms: tuple[float, ...]) -> list[tuple[int, Box, str]]:
+        """Deterministic crops: per photo and zoom, a grid of boxes covering the photo."""
         crops = []
         for photo, (name, image) in enumerate(zip(self.photo_names, self.photos)):
             width, height = image.size
-            sides = sorted({min(width, height) / min(float(s), self._max_scale(photo)) for s in val_scales},
-                           reverse=True)
-            for side in sides:
-                zoom = min(width, height) / side
+            for zoom in sorted(set(val_zooms)):
+                side = self._side(photo, float(zoom))
                 rows, cols = (math.ceil(extent / side - 1e-6) for extent in (height, width))
-                for r, top in enumerate(np.linspace(0.0, height - side, rows)):
-                    for c, left in enumerate(np.linspace(0.0, width - side, cols)):
+                for r, top in enumerate(np.linspace(0.0, height - side, rows).round()):
+                    for c, left in enumerate(np.linspace(0.0, width - side, cols).round()):
                         box = (float(left), float(top), float(left) + side, float(top) + side)
-                        crops.append((photo, box, f"{name}_x{zoom:.3g}_r{r}_c{c}"))
+                        crops.append((photo, box, f"{name}_z{zoom:g}_r{r}_c{c}"))
         return crops
 
 

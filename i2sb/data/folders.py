@@ -2,9 +2,15 @@
 
 Items are dicts `{"x0": Tensor(3, S, S), "index": int}` (plus `"x1"` for pairs), float32 in
 [-1, 1]. Degradations are not applied here: the training loop applies `i2sb.degrade` on the
-device. The transform is the authors' (`dataset/imagenet.py`): Resize(S) on the short side ->
-CenterCrop(S) -> RandomHorizontalFlip (train only) -> [0, 1] -> [-1, 1]; `random_crop=True`
-replaces the centre crop by a random one in training.
+device. Two ways to make the S x S inputs (`crop=`):
+
+* `native` -- random S x S patches of the image at its own resolution (restoration trainers' convention: the
+  model learns the photos' real pixel statistics, not thumbnails); with `zoom=(lo, hi)` the patch covers a
+  log-uniformly drawn zoom x S square, resized to S. Validation: the centre patch. Images smaller than the
+  patch are first enlarged to fit it.
+* `resize` -- the authors' ImageNet transform (`dataset/imagenet.py`): Resize(S) on the short side ->
+  CenterCrop(S) -> RandomHorizontalFlip (train only); `random_crop=True` replaces the centre crop by a
+  random one in training.
 
 Files that cannot be decoded are skipped: a warning names the file (once per file and process)
 and the item deterministically falls back to the next readable index.
@@ -12,6 +18,7 @@ and the item deterministically falls back to the next readable index.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,20 +50,45 @@ class Geometry:
     flip: bool = False
     crop_y: float = 0.5
     crop_x: float = 0.5
+    zoom: float = 1.0
 
     @classmethod
-    def draw(cls, train: bool, random_crop: bool, generator: torch.Generator | None) -> "Geometry":
-        """Random flip (p = 0.5) and, if asked, a random crop position; fixed when not training."""
+    def draw(cls, train: bool, random_crop: bool, generator: torch.Generator | None,
+             zoom: tuple[float, float] = (1.0, 1.0)) -> "Geometry":
+        """Random flip (p = 0.5), a random crop position if asked and a log-uniform zoom in ``zoom`` (drawn only
+        when the range is not one value); fixed (centre, zoom ``zoom[0]``) when not training."""
         if not train:
-            return cls()
-        u = torch.rand(3, generator=generator).tolist()
+            return cls(zoom=zoom[0])
+        u = torch.rand(4 if zoom[0] != zoom[1] else 3, generator=generator).tolist()
         crop = (u[1], u[2]) if random_crop else (0.5, 0.5)
-        return cls(u[0] < 0.5, *crop)
+        z = math.exp(math.log(zoom[0]) + u[3] * math.log(zoom[1] / zoom[0])) if len(u) == 4 else zoom[0]
+        return cls(u[0] < 0.5, *crop, zoom=z)
 
 
 def to_model_range(image: Image.Image) -> torch.Tensor:
     """8-bit RGB Pillow image -> float32 (3, H, W) in [-1, 1] (ToTensor, then t * 2 - 1)."""
     return TF.to_tensor(image) * 2.0 - 1.0
+
+
+def native_patch(image: Image.Image, image_size: int, geometry: Geometry) -> torch.Tensor:
+    """An S x S patch of ``image`` at its own resolution (``geometry.zoom`` 1), or of a zoom x S square resized
+    to S, at the crop position of ``geometry``; optional flip. Returns float32 (3, S, S) in [-1, 1]."""
+    side = image_size * geometry.zoom
+    width, height = image.size
+    if min(width, height) < side:  # too small for the patch: enlarge it to fit
+        scale = side / min(width, height)
+        image = image.resize((math.ceil(width * scale), math.ceil(height * scale)), Image.BICUBIC)
+        width, height = image.size
+    left, top = (width - side) * geometry.crop_x, (height - side) * geometry.crop_y
+    if geometry.zoom == 1.0:  # native pixels, no resampling
+        left, top = round(left), round(top)
+        image = image.crop((left, top, left + image_size, top + image_size))
+    else:
+        image = image.resize((image_size, image_size), Image.BICUBIC, box=(left, top, left + side, top + side),
+                             reducing_gap=None)
+    if geometry.flip:
+        image = image.transpose(Image.FLIP_LEFT_RIGHT)
+    return to_model_range(image)
 
 
 def transform(image: Image.Image, image_size: int, geometry: Geometry) -> torch.Tensor:
@@ -75,11 +107,15 @@ def transform(image: Image.Image, image_size: int, geometry: Geometry) -> torch.
     return to_model_range(image)
 
 
+CROPS = {"native": native_patch, "resize": transform}  # crop= of the folder datasets
+
+
 class SkippingDataset(Dataset):
     """Base for file datasets: `item(index, generator)` with skip-and-warn on unreadable files.
 
     Subclasses implement `_load(index, geometry) -> dict` (raising ValueError for a bad file),
-    `_describe(index) -> str` and set `self.train`, `self.random_crop`, `self.image_size`.
+    `_describe(index) -> str` and set `self.train`, `self.random_crop`, `self.image_size`, `self.crop`,
+    `self.zoom` (see :meth:`_setup`).
     """
 
     def __init__(self) -> None:
@@ -100,7 +136,7 @@ class SkippingDataset(Dataset):
         n = len(self)
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for {n} items")
-        geometry = Geometry.draw(self.train, self.random_crop, generator)
+        geometry = Geometry.draw(self.train, self.random_crop or self.crop == "native", generator, self.zoom)
         for candidate in ((index + k) % n for k in range(n)):
             if candidate in self._bad:
                 continue
@@ -110,6 +146,18 @@ class SkippingDataset(Dataset):
                 self._bad.add(candidate)
                 warnings.warn(f"skipping unreadable image: {exc}", RuntimeWarning, stacklevel=2)
         raise ValueError(f"{self._describe(index)}: none of the {n} images could be read")
+
+    def _setup(self, image_size: int, train: bool, random_crop: bool, crop: str, zoom: tuple[float, float]) -> None:
+        if crop not in CROPS:
+            raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
+        zoom = (float(zoom[0]), float(zoom[1]))
+        if not 0 < zoom[0] <= zoom[1] or (zoom != (1.0, 1.0) and crop != "native"):
+            raise ValueError(f"zoom must satisfy 0 < lo <= hi (crop=native only), got {zoom}")
+        self.image_size = _check_size(image_size)
+        self.train, self.random_crop, self.crop, self.zoom = train, random_crop, crop, zoom
+
+    def _patch(self, image: Image.Image, geometry: Geometry) -> torch.Tensor:
+        return CROPS[self.crop](image, self.image_size, geometry)
 
     def _load(self, index: int, geometry: Geometry) -> dict:
         raise NotImplementedError
@@ -124,22 +172,23 @@ class ImageFolder(SkippingDataset):
     Args:
         root: folder tree of images (png/jpg/jpeg/webp/bmp/tif/tiff, any case).
         image_size: side S of the square output.
-        train: random horizontal flip (and random crop if `random_crop`) when True.
+        train: random horizontal flip and random crops (crop=native; with resize only if `random_crop`).
+        crop: "native" patches or the authors' "resize" (see the module docstring); zoom: native's range.
     Raises FileNotFoundError for a missing folder, ValueError for a folder without images.
     """
 
-    def __init__(self, root: str | Path, image_size: int, train: bool, *, random_crop: bool = False):
+    def __init__(self, root: str | Path, image_size: int, train: bool, *, random_crop: bool = False,
+                 crop: str = "resize", zoom: tuple[float, float] = (1.0, 1.0)):
         super().__init__()
         self.root = Path(root)
         self.paths = require_images(self.root)
-        self.image_size = _check_size(image_size)
-        self.train, self.random_crop = train, random_crop
+        self._setup(image_size, train, random_crop, crop, zoom)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def _load(self, index: int, geometry: Geometry) -> dict:
-        return {"x0": transform(read_rgb(self.paths[index]), self.image_size, geometry)}
+        return {"x0": self._patch(read_rgb(self.paths[index]), geometry)}
 
     def _describe(self, index: int) -> str:
         return str(self.root)
@@ -164,21 +213,21 @@ class PairedFolders(SkippingDataset):
         degraded: str | Path = "degraded",
         *,
         random_crop: bool = False,
+        crop: str = "resize",
+        zoom: tuple[float, float] = (1.0, 1.0),
     ):
         super().__init__()
         self.clean_dir = Path(root, clean) if root is not None else Path(clean)
         self.degraded_dir = Path(root, degraded) if root is not None else Path(degraded)
         self.pairs = match_pairs(self.clean_dir, self.degraded_dir)
-        self.image_size = _check_size(image_size)
-        self.train, self.random_crop = train, random_crop
+        self._setup(image_size, train, random_crop, crop, zoom)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def _load(self, index: int, geometry: Geometry) -> dict:
         clean, degraded = self.pairs[index]
-        return {"x0": transform(read_rgb(clean), self.image_size, geometry),
-                "x1": transform(read_rgb(degraded), self.image_size, geometry)}
+        return {"x0": self._patch(read_rgb(clean), geometry), "x1": self._patch(read_rgb(degraded), geometry)}
 
     def _describe(self, index: int) -> str:
         return f"{self.clean_dir} / {self.degraded_dir}"

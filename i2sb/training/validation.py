@@ -80,9 +80,11 @@ def image_grid(degraded: Tensor, restored: Tensor, clean: Tensor) -> Tensor:
 
 
 def validation_batch(cfg: TrainConfig, deg: Degradation | None, device: torch.device) -> ValidationBatch:
-    """The first ``trainer.eval_batch`` validation images, degraded once with a fixed generator."""
+    """``trainer.eval_batch`` validation images spread evenly over the validation set, degraded once with a
+    fixed generator."""
     dataset = build_split(cfg.data, "val")
-    items = [dataset[i] for i in range(min(cfg.trainer.eval_batch, len(dataset)))]
+    count = min(cfg.trainer.eval_batch, len(dataset))
+    items = [dataset[round(i * (len(dataset) - 1) / max(count - 1, 1))] for i in range(count)]
     x0 = torch.stack([it["x0"] for it in items]).to(device)
     if "x1" in items[0]:
         return ValidationBatch(x0, torch.stack([it["x1"] for it in items]).to(device), None)
