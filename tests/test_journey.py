@@ -99,6 +99,7 @@ def cli(main, argv: list[str], capsys) -> tuple[int, str, str]:
 @pytest.mark.slow
 def test_from_a_folder_of_photos_to_scored_restorations(tmp_path, capsys):
     publish_as_the_authors(train_small_sr(tmp_path / "training"), tmp_path / "server" / "sr4x-pool")
+    capsys.readouterr()  # training's own log lines
     httpd, url = serve(tmp_path / "server")
     try:
         code, out, err = cli(download_main, ["sr4x-pool", f"dir={tmp_path / 'results'}", f"mirror={url}",
