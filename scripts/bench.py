@@ -4,6 +4,12 @@
     python scripts/bench.py --model adm256 --size 256 --batch 2 --device cuda
     python scripts/bench.py --sections train --compile --json bench.json
     python scripts/bench.py --sections quality --ckpt runs/demo/jpeg5     # bf16 vs fp32 restorations (PSNR)
+    python scripts/bench.py --sections train,sample --authors ~/src/I2SB  # + the authors' step and sampler
+
+``--authors PATH`` (a clone of https://github.com/NVlabs/I2SB; needs ``pip install torch-ema``) adds their
+training iteration (``Runner.train``'s loop body) and their NFE-n sampler (``Runner.ddpm_sampling``) on the same
+U-Net, batch and machine, run through ``scripts/authors_adapter.py`` in their own subprocesses, interleaved with
+ours; the ``x authors`` columns are speed ratios (above 1: this library is faster).
 
 Every variant runs in its own subprocess (clean peak-memory numbers, no cross-talk), warms up, then repeats;
 the table shows medians with the spread (min–max) over the repeats; training variants are measured in
@@ -132,6 +138,56 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
             "params_m": sum(p.numel() for p in trainer.unet.parameters()) / 1e6}
 
 
+def authors_train_worker(args: argparse.Namespace, _: Any) -> dict[str, Any]:
+    """The authors' training iteration on the same U-Net and batch (their fp32; they have no autocast path)."""
+    import torch
+
+    from authors_adapter import make_train_step, our_unet_kwargs
+
+    size = model_config(args.model, args.size)["image_size"]
+    kw = our_unet_kwargs(model_config(args.model, args.size))
+    step = make_train_step(args.authors, kw, batch=args.batch, size=size, task=args.task, lr=5e-5, seed=0)
+    x0 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    base_rss = rss_mb()
+    times = timed(lambda: step(x0), args.warmup, args.repeats, lambda: None)
+    return {**summary(times), "images_per_s": args.batch / statistics.median(times),
+            "memory_mb": peak_rss_mb() - base_rss, "params_m": step.model.n_params() / 1e6}
+
+
+def authors_sample_worker(args: argparse.Namespace, _: Any) -> dict[str, Any]:
+    """The authors' ``Runner.ddpm_sampling`` at each NFE, paired with their bare network forwards."""
+    import torch
+
+    from authors_adapter import make_sampler, our_unet_kwargs
+
+    size = model_config(args.model, args.size)["image_size"]
+    sample = make_sampler(args.authors, our_unet_kwargs(model_config(args.model, args.size)), size, task=args.task)
+    x1 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    step = torch.full((args.batch,), 500)
+    forward = lambda: sample.model.net(x1, step)  # noqa: E731  their Image256Net forward
+    with torch.no_grad():
+        return sampling_rows(lambda nfe: sample(x1, nfe), forward, args)
+
+
+def sampling_rows(sample_at: Callable[[int], Any], forward: Callable[[], Any], args: argparse.Namespace,
+                  sync: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Forward time and, per NFE, images/s and the overhead ``time(sample) / (n x time(forward))``."""
+    rows = {"forward": summary(timed(forward, args.warmup, args.repeats, sync))}
+    for nfe in SAMPLE_NFES:
+        reps = max(1, args.repeats if nfe <= 10 else args.repeats // 3)
+        sample_times, ratios = [], []
+        for _ in range(reps):  # each sampling run is paired with nfe bare forwards timed right after it
+            t_sample = timed(lambda: sample_at(nfe), 0, 1, sync)[0]
+            t_forward = sum(timed(forward, 0, nfe, sync))
+            sample_times.append(t_sample)
+            ratios.append(t_sample / t_forward)
+        t = summary(sample_times)
+        t["images_per_s"] = args.batch / t["median_s"]
+        t["overhead"] = statistics.median(ratios)
+        rows[f"nfe{nfe}"] = t
+    return rows
+
+
 def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     import torch
 
@@ -155,22 +211,10 @@ def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     predictor = make_predictor(denoiser, bridge, precision=precision)
     sync = device_sync(device)
     step = torch.full((args.batch,), 500, device=device)
-    forward = summary(timed(lambda: predictor(x1, step), args.warmup, args.repeats, sync))
-    rows = {"forward": forward}
     g = torch.Generator(device=device).manual_seed(0)
-    for nfe in SAMPLE_NFES:
-        reps = max(1, args.repeats if nfe <= 10 else args.repeats // 3)
-        sample_times, ratios = [], []
-        for _ in range(reps):  # each sampling run is paired with nfe bare forwards timed right after it
-            t_sample = timed(lambda: bridge.sample(predictor, x1, nfe, generator=g), 0, 1, sync)[0]
-            t_forward = sum(timed(lambda: predictor(x1, step), 0, nfe, sync))
-            sample_times.append(t_sample)
-            ratios.append(t_sample / t_forward)
-        t = summary(sample_times)
-        t["images_per_s"] = args.batch / t["median_s"]
-        t["overhead"] = statistics.median(ratios)  # time(sample at NFE n) / (n x time(one forward))
-        rows[f"nfe{nfe}"] = t
-    return rows
+    with torch.no_grad():
+        return sampling_rows(lambda nfe: bridge.sample(predictor, x1, nfe, generator=g), lambda: predictor(x1, step),
+                             args, sync)
 
 
 def data_worker(args: argparse.Namespace, workers: int) -> dict[str, Any]:
@@ -232,7 +276,9 @@ def quality_table(q: dict[str, Any]) -> list[str]:
     return lines
 
 
-WORKERS = {"train": train_worker, "sample": sample_worker, "data": data_worker, "quality": quality_worker}
+WORKERS = {"train": train_worker, "sample": sample_worker, "data": data_worker, "quality": quality_worker,
+           "authors_train": authors_train_worker, "authors_sample": authors_sample_worker}
+AUTHORS = "authors' code (NVlabs/I2SB, fp32)"
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -252,6 +298,8 @@ def forward_args(args: argparse.Namespace) -> list[str]:
         out += ["--size", str(args.size)]
     if args.ckpt:
         out += ["--ckpt", args.ckpt]
+    if args.authors:
+        out += ["--authors", args.authors]
     return out
 
 
@@ -272,28 +320,38 @@ def ms(x: float) -> str:
     return f"{1000 * x:8.1f}"
 
 
+def speed_ratio(reference: dict[str, Any] | None, row: dict[str, Any], key: str = "median_s") -> str:
+    """``reference time / row time`` (above 1: the row is faster), or ``-``."""
+    if not reference or "error" in reference or key not in reference:
+        return "-"
+    return f"{reference[key] / row[key]:.2f}"
+
+
 def train_table(results: dict[str, dict[str, Any]]) -> list[str]:
-    base = results.get("fp32 eager (baseline)", {}).get("median_s")
-    lines = ["| training step | median ms | min–max ms | images/s | × baseline | memory MB |", "|---|--:|--:|--:|--:|--:|"]
+    base, authors = results.get("fp32 eager (baseline)"), results.get(AUTHORS)
+    lines = ["| training step | median ms | min–max ms | images/s | time × baseline | speed × authors | memory MB |",
+             "|---|--:|--:|--:|--:|--:|--:|"]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"| {name} | failed: {r['error']} | | | | |")
+            lines.append(f"| {name} | failed: {r['error']} | | | | | |")
             continue
-        ratio = f"{r['median_s'] / base:.2f}" if base else "-"
+        ratio = f"{r['median_s'] / base['median_s']:.2f}" if base and "error" not in base else "-"
         lines.append(f"| {name} | {ms(r['median_s'])} | {ms(r['min_s']).strip()}–{ms(r['max_s']).strip()} | "
-                     f"{r['images_per_s']:.1f} | {ratio} | {r['memory_mb']:.0f} |")
+                     f"{r['images_per_s']:.1f} | {ratio} | {speed_ratio(authors, r)} | {r['memory_mb']:.0f} |")
     return lines
 
 
 def sample_table(results: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| restoration | forward ms | " + " | ".join(f"NFE {n} img/s (overhead)" for n in SAMPLE_NFES) + " |",
-             "|---|--:|" + "--:|" * len(SAMPLE_NFES)]
-    for precision, r in results.items():
+    authors = results.get(AUTHORS, {}).get("nfe10")
+    lines = ["| restoration | forward ms | " + " | ".join(f"NFE {n} img/s (overhead)" for n in SAMPLE_NFES)
+             + " | NFE 10 speed × authors |", "|---|--:|" + "--:|" * (len(SAMPLE_NFES) + 1)]
+    for name, r in results.items():
         if "error" in r:
-            lines.append(f"| {precision} | failed: {r['error']} |")
+            lines.append(f"| {name} | failed: {r['error']} |")
             continue
         cells = [f"{r[f'nfe{n}']['images_per_s']:.2f} ({r[f'nfe{n}']['overhead']:.3f})" for n in SAMPLE_NFES]
-        lines.append(f"| {precision} | {ms(r['forward']['median_s'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {ms(r['forward']['median_s'])} | " + " | ".join(cells)
+                     + f" | {speed_ratio(authors, r['nfe10'])} |")
     return lines
 
 
@@ -320,6 +378,8 @@ def main() -> int:
     parser.add_argument("--ckpt", default=None, help="trained checkpoint for the quality section")
     parser.add_argument("--quality-nfe", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    parser.add_argument("--authors", default=None, metavar="PATH",
+                        help="a clone of NVlabs/I2SB: add their training step and sampler as rows (needs torch-ema)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--param", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -332,20 +392,26 @@ def main() -> int:
     sections = args.sections.split(",")
     results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "param", "json")}}
     results["machine"] = machine_info(args.device)
-    print(f"# i2sb bench — {results['machine']['description']}; model={args.model} batch={args.batch}", flush=True)
+    print(f"# i2sb bench — {results['machine']['description']}; model={args.model} batch={args.batch}\n"
+          f"# {results['machine']['class']}", flush=True)
     if "train" in sections:
         variants = dict(TRAIN_VARIANTS)
         if args.compile:
             variants.update(COMPILE_VARIANTS)
+        if args.authors:
+            variants[AUTHORS] = {"authors": True}
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for _ in range(args.rounds):  # interleaved rounds: slow drifts of the machine hit every variant alike
             for name, variant in variants.items():
-                rounds[name].append(run_worker(args, "train", dict(variant)))
+                section = "authors_train" if variant.get("authors") else "train"
+                rounds[name].append(run_worker(args, section, dict(variant)))
                 print(f"  train  {name}: {rounds[name][-1]}", file=sys.stderr, flush=True)
         results["train"] = {name: merge_rounds(runs, args.batch) for name, runs in rounds.items()}
         print("\n".join(train_table(results["train"])) + "\n", flush=True)
     if "sample" in sections:
         results["sample"] = {p: run_worker(args, "sample", p) for p in ("fp32", "bf16")}
+        if args.authors:
+            results["sample"][AUTHORS] = run_worker(args, "authors_sample", None)
         print("\n".join(sample_table(results["sample"])) + "\n", flush=True)
     if "data" in sections:
         results["data"] = {f"{w} workers": run_worker(args, "data", int(w)) for w in args.workers.split(",")}
@@ -372,7 +438,30 @@ def machine_info(device: str) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu" else None
     text = f"{gpu} / " if gpu else ""
     return {"description": f"{text}{cpu}, {cores} threads, torch {torch.__version__}", "cpu": cpu, "gpu": gpu,
-            "threads": cores, "torch": torch.__version__}
+            "threads": cores, "torch": torch.__version__, "class": machine_class(device)}
+
+
+def machine_class(device: str) -> str:
+    """The machine class that decides ``precision=auto`` (CPU flags or CUDA) and what auto chose."""
+    from i2sb.core.precision import resolve_precision
+    from i2sb.utils.device import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        kind = f"CUDA (bf16 {'supported' if torch_bf16_cuda() else 'not supported'})"
+    else:
+        words = set(next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")),
+                         "").split())
+        flags = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in words]
+        kind = "CPU " + (" ".join(flags) or "without AVX2") + (" (native bf16)" if {"amx_bf16", "avx512_bf16"} & words
+                                                              else " (no native bf16)")
+    return f"machine class: {kind}; precision=auto chose {resolve_precision('auto', resolved)}"
+
+
+def torch_bf16_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_bf16_supported()
 
 
 if __name__ == "__main__":

@@ -205,8 +205,10 @@ class AttentionBlock(nn.Module):
         heads = self.num_heads
         ch = width // (3 * heads)
         layout = (b, 3, heads, ch, length) if self.use_new_attention_order else (b, heads, 3, ch, length)
-        q, k, v = qkv.reshape(layout).unbind(1 if self.use_new_attention_order else 2)  # (B, heads, ch, T)
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        q, k, v = qkv.reshape(layout).transpose(-1, -2).unbind(1 if self.use_new_attention_order else 2)
+        # (B, heads, T, ch) each. Contiguous inputs let SDPA take its fused kernel; on strided ones the CPU
+        # falls back to the math path, ~5x slower at T=256 (scripts/bench.py).
+        out = F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous())
         return out.transpose(-1, -2).reshape(b, heads * ch, length)
 
 
