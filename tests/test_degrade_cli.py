@@ -91,6 +91,7 @@ def test_inpainting_writes_masks_that_i2sb_sample_reads(task, clean, tmp_path):
     assert files(masks) == files(out) == ["a.png", "odd.png", "sub/b.png", "sub/deep/c.png"]
     for name in files(out):
         x1 = load_image(out / name)
+        assert Image.open(masks / name).mode == "L"  # 8-bit grey
         mask = read_mask(find_mask(masks, Path(name)), tuple(x1.shape[1:]))
         assert 0.1 <= mask.mean() <= (0.2 if task.endswith("1020") else 0.25)
         assert (x1[:, mask[0].bool()] == 1).all()  # the hole is white in x1

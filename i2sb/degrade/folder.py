@@ -166,8 +166,9 @@ class _Degradations:
 
 
 def mask_image(mask: Tensor) -> Tensor:
-    """(1, H, W) {0, 1} -> (3, H, W) in [-1, 1]: white hole, black known pixels (what ``read_mask`` reads)."""
-    return (mask * 2 - 1).expand(3, -1, -1)
+    """(1, H, W) {0, 1} -> (1, H, W) in [-1, 1], saved as an 8-bit grey PNG: white hole, black known pixels
+    (what ``read_mask`` reads)."""
+    return mask * 2 - 1
 
 
 def run(p: Plan, log: Callable[[str], None] = print) -> Result:

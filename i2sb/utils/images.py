@@ -220,7 +220,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """Write an image tensor (3, H, W) in [-1, 1] to `path`, atomically.
+    """Write an image tensor (3, H, W) in [-1, 1] (or (1, H, W): grey) to `path`, atomically.
 
     The format follows the suffix (".png" expected; any Pillow-writable suffix works). The data
     goes to a temporary file in the same folder that is then renamed over `path` (`os.replace`),
