@@ -10,7 +10,6 @@ exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -126,8 +125,9 @@ class Trainer:
     def _optimizer_step(self, loss: Tensor) -> None:
         params = [p for p in self.unet.parameters() if p.grad is not None]
         self.scaler.unscale_(self.optimizer)
-        max_norm = self.cfg.trainer.grad_clip if self.cfg.trainer.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+        if self.cfg.trainer.grad_clip > 0:  # without clipping the norm only serves the finite check
+            torch.nn.utils.clip_grads_with_norm_(params, self.cfg.trainer.grad_clip, grad_norm, foreach=True)
         bad = ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         if self.scaler.is_enabled():
             self.scaler.step(self.optimizer)  # skips non-finite steps itself
