@@ -16,7 +16,6 @@ weights are loaded from local files, see :func:`find_weights`.
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg
 from torch import Tensor, nn
+
+from ..utils.loaderrors import UnreadableFile
+from ..utils.torchfile import load_torch
 
 # ---------------------------------------------------------------------------------------------
 # PSNR and SSIM
@@ -242,11 +244,13 @@ def find_weights(spec: WeightsSpec, path: str | Path | None = None) -> Path | No
 def _load_weights(net: nn.Module, path: Path, spec: WeightsSpec) -> nn.Module:
     """Load a state_dict file (a DataParallel ``module.`` prefix is dropped) into ``net``, strictly."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch(path)
         net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-    except (RuntimeError, AttributeError, pickle.UnpicklingError) as err:
+    except UnreadableFile as err:
+        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {err.cause}") from None
+    except RuntimeError as err:  # missing, unexpected or mis-shaped keys
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {first_line}") from err
+        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {first_line}") from None
     return net
 
 
