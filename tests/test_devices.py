@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from i2sb.cli import run_eval
 from i2sb.cli.sample import main as sample_main
 from i2sb.cli.train import main as train_main
 from i2sb.utils import device as devices
@@ -112,3 +113,10 @@ def test_sample_with_an_unavailable_device_is_exit_2(tmp_path, photos, capsys):
     assert exit_info.value.code == 2
     _one_error_line(capsys, "i2sb-sample")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(devices.mps_available(), reason="needs a machine without MPS")
+def test_eval_with_an_unavailable_device_is_exit_2(tmp_path, photos, capsys):
+    assert run_eval([f"restored={photos}", f"reference={photos}", "fid=false", "device=mps"]) == 2
+    _one_error_line(capsys, "i2sb-eval")
+    assert not (photos / "metrics.json").exists()

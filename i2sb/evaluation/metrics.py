@@ -196,7 +196,7 @@ class WeightsSpec:
     filename: str
     url: str
     env_var: str
-    option: str
+    option: str  # the i2sb-eval key that names the file
 
     def cache_path(self) -> Path:
         """The file as torch.hub / clean-fid would have cached it: ``$TORCH_HOME/hub/checkpoints/``."""
@@ -204,7 +204,7 @@ class WeightsSpec:
 
     def missing_message(self) -> str:
         return (
-            f"{self.what} weights not found: download {self.url} and pass {self.option} PATH, "
+            f"{self.what} weights not found: download {self.url} and give {self.option}=PATH (i2sb-eval), "
             f"set {self.env_var}=PATH, or put the file at {self.cache_path()}"
         )
 
@@ -215,7 +215,7 @@ INCEPTION_WEIGHTS = WeightsSpec(
     filename="pt_inception-2015-12-05-6726825d.pth",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     env_var="I2SB_INCEPTION",
-    option="--inception",
+    option="inception",
 )
 # torchvision resnet50(pretrained=True) as in the authors' evaluation/resnet.py = IMAGENET1K_V1.
 RESNET50_WEIGHTS = WeightsSpec(
@@ -223,7 +223,7 @@ RESNET50_WEIGHTS = WeightsSpec(
     filename="resnet50-0676ba61.pth",
     url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
     env_var="I2SB_RESNET50",
-    option="--resnet",
+    option="resnet",
 )
 
 
