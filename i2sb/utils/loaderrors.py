@@ -100,7 +100,7 @@ def _globals_of(stream: io.BytesIO) -> list[str]:
                 names.append(str(arg).replace(" ", "."))
             elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
                 names.append(f"{strings[-2]}.{strings[-1]}")
-    except Exception:  # noqa: BLE001 -- a damaged pickle: keep what was parsed
+    except Exception:  # a damaged pickle: keep what was parsed
         pass
     return names
 
@@ -119,7 +119,7 @@ def foreign_globals(path: str | Path, head: bytes | None = None, max_pickles: in
 
 
 def _not_a_format(head: bytes, text: str, not_format: str) -> str | None:
-    """The cause when the bytes are no zip and no pickle at all (judged before anything torch parsed of them)."""
+    """The cause when the file's first bytes are neither a zip nor a pickle (HTML, text, an LFS pointer); else None."""
     if head.startswith(LFS_POINTER):
         return f"{not_format.split(' (')[0]} (a Git LFS pointer: fetch the file with git lfs pull)"
     if head and not is_zip(head) and (head[0] not in PICKLE_STARTS or "invalid load key" in text):
