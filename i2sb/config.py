@@ -121,7 +121,7 @@ class TrainConfig:
     method: str = "i2sb"  # training method (i2sb.methods.METHODS)
     run_dir: str = "runs/${task.name}"
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     resume: bool = True  # continue from run_dir/latest.pt when it exists
 
 
@@ -237,7 +237,7 @@ class SampleConfig:
     clip_denoise: bool = False
     seed: int = 0
     batch_size: int = 4
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; auto: bf16 where native)
     n_samples: int = 1  # restorations per input: NAME_s0.png, NAME_s1.png, ...
     save_traj: bool = False

@@ -100,7 +100,8 @@ def demo_task(task: str, args: argparse.Namespace, root: Path) -> str:
     metrics = {}
     for label, folder in folders.items():
         json_path = run_dir / f"metrics_{label}.json"
-        run([str(BIN / "i2sb-eval"), str(folder), str(clean), "--no-fid", "--json", str(json_path)])
+        run([str(BIN / "i2sb-eval"), f"restored={folder}", f"reference={clean}", "fid=false", f"json={json_path}",
+             f"device={args.device}"])
         metrics[label] = json.loads(json_path.read_text())
     names = sorted(p.name for p in clean.glob("*_whole.png")) + sorted(p.name for p in clean.glob("*.png"))[: args.rows]
     side_by_side([*folders.values(), clean], names, run_dir / "side_by_side.png")

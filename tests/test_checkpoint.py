@@ -49,13 +49,13 @@ def test_load_errors_are_one_line(tmp_path):
         load_torch(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ValueError, match=r"bad\.pt: cannot read checkpoint") as err:
+    with pytest.raises(ValueError, match=r"bad\.pt: not a checkpoint \(not a zip/pickle file\)") as err:
         load_torch(bad)
     assert "\n" not in str(err.value)
     truncated = tmp_path / "trunc.pt"
     torch.save({"w": torch.randn(1000)}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:500])
-    with pytest.raises(ValueError, match=r"trunc\.pt: cannot read checkpoint"):
+    with pytest.raises(ValueError, match=r"trunc\.pt: truncated or corrupt \("):
         load_torch(truncated)
 
 
@@ -66,5 +66,5 @@ def test_code_pickles_are_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, path)
-    with pytest.raises(ValueError, match=r"evil\.pt: cannot read checkpoint"):
+    with pytest.raises(ValueError, match=r"evil\.pt: refusing unsafe global (posix|nt|os)\.system \(the file wants to run code"):
         load_torch(path)

@@ -1,6 +1,7 @@
 """evaluate_folders and the i2sb-eval program on tiny folders written by the tests."""
 
 import json
+import re
 import sys
 import warnings
 
@@ -404,7 +405,7 @@ def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
     restored, reference = folders
     _no_weights(monkeypatch, tmp_path)
     (restored / "metrics.json").write_text("old")
-    assert main([str(restored), str(reference)]) == 0
+    assert main([f"restored={restored}", f"reference={reference}"]) == 0
     out = capsys.readouterr().out
     assert "sub/c" in out and "PSNR [dB]  inf" in out and "note: FID skipped" in out
     data = json.loads((restored / "metrics.json").read_text())
@@ -422,7 +423,7 @@ def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
         "metrics.json",
     ]
 
-    assert main([str(restored), str(reference), "--no-fid", "--json", str(tmp_path / "out" / "m.json")]) == 0
+    assert main([str(restored), str(reference), "fid=false", f"json={tmp_path / 'out' / 'm.json'}"]) == 0
     assert json.loads((tmp_path / "out" / "m.json").read_text())["num_images"] == 6
     assert "FID skipped" not in capsys.readouterr().out
 
@@ -430,10 +431,10 @@ def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
 def test_cli_no_json_and_summary_only_for_many_images(folders, tmp_path, monkeypatch, capsys):
     restored, reference = folders
     monkeypatch.setattr(report, "MAX_TABLE_ROWS", 3)
-    assert main([str(restored), str(reference), "--no-fid", "--no-json"]) == 0
+    assert main([str(restored), str(reference), "fid=false", "json=false"]) == 0
     out = capsys.readouterr().out
     assert "sub/c" not in out and "images     6 (6 paired" in out and not (restored / "metrics.json").exists()
-    assert main([str(restored), str(reference), "--no-fid", "--no-json", "--per-image"]) == 0
+    assert main([str(restored), str(reference), "fid=false", "json=false", "per_image=true"]) == 0
     assert "sub/c" in capsys.readouterr().out
 
 
@@ -444,12 +445,11 @@ def test_cli_no_json_and_summary_only_for_many_images(folders, tmp_path, monkeyp
         (["{tmp}/empty", "{ref}"], "no images"),
         (["{tmp}/other", "{ref}"], "no restored image has a counterpart"),
         (["{res}"], "nothing to compute"),
-        (["{res}", "{ref}", "--inception", "{tmp}/inc.pth"], "weights file not found: {tmp}/inc.pth"),
-        (["{res}", "--labels", "{tmp}/labels.csv", "--resnet", "{tmp}/r.pth"], "weights file not found: {tmp}/r.pth"),
-        (["{res}", "--labels", "{tmp}/none.csv"], "labels file not found"),
-        (["{res}", "--fid-ref", "{tmp}/none.npz"], "FID reference not found"),
-        (["{res}", "{ref}", "--no-fid", "--json", "{tmp}/m.png"], "image extension"),
-        (["{res}", "{ref}", "--no-fid", "--lpips-weights", "{tmp}/a.pth"], "weights file not found: {tmp}/a.pth"),
+        (["{res}", "{ref}", "inception={tmp}/inc.pth"], "weights file not found: {tmp}/inc.pth"),
+        (["{res}", "labels={tmp}/labels.csv", "resnet={tmp}/r.pth"], "weights file not found: {tmp}/r.pth"),
+        (["{res}", "labels={tmp}/none.csv"], "labels file not found"),
+        (["{res}", "fid_ref={tmp}/none.npz"], "FID reference not found"),
+        (["{res}", "{ref}", "fid=false", "lpips_weights={tmp}/a.pth"], "weights file not found: {tmp}/a.pth"),
     ],
 )
 def test_cli_errors_exit_1_with_one_line(folders, tmp_path, capsys, args, message):
@@ -463,15 +463,50 @@ def test_cli_errors_exit_1_with_one_line(folders, tmp_path, capsys, args, messag
     assert len(err) == 1 and err[0].startswith("i2sb-eval: error: ") and message.format(**fill) in err[0]
 
 
-def test_cli_usage_errors_exit_2(folders, capsys):
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to do"),
+    (["{res}", "{ref}", "batch_size=0"], "batch_size=0: must be a positive integer"),
+    (["{res}", "{ref}", "batch_size=two"], "batch_size"),
+    (["{res}", "{ref}", "lpips_net=squeeze"], "lpips_net=squeeze: must be one of alex, vgg"),
+    (["{res}", "{ref}", "fid=false", "json={tmp}/m.png"], "image extension"),
+    (["{res}", "{ref}", "colour=true"], "colour"),
+    (["{res}", "{ref}", "--frobnicate"], "unknown option '--frobnicate'"),
+    (["{res}", "{ref}", "--json"], "--json needs a value; write json=VALUE"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(folders, tmp_path, capsys, args, message):
     restored, reference = folders
-    assert main([]) == 2
-    assert main([str(restored), str(reference), "--batch-size", "0"]) == 2
-    assert "usage: i2sb-eval" in capsys.readouterr().err
+    fill = {"tmp": str(tmp_path), "res": str(restored), "ref": str(reference)}
+    assert main([a.format(**fill) for a in args]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "deprecated" not in line]
+    assert len(err) == 1 and err[0].startswith("i2sb-eval: error: ") and message.format(**fill) in err[0]
+    assert not (restored / "metrics.json").exists()
+
+
+def test_cli_help_lists_every_key_its_default_an_example_and_where_to_get_weights(capsys):
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out
+    for key, default in [("restored", "required"), ("reference", "null"), ("fid", "true"), ("fid_ref", "null"),
+                         ("labels", "null"), ("inception", "null"), ("resnet", "null"), ("lpips", "true"),
+                         ("lpips_net", "alex"), ("lpips_weights", "null"), ("json", "null"),
+                         ("per_image", "false"), ("device", "auto"), ("batch_size", "32")]:
+        assert re.search(rf"^  {key}=\s+{default}\s", help_text, re.MULTILINE), key
+    assert "example: i2sb-eval restored=" in help_text
     assert metrics.INCEPTION_WEIGHTS.url in help_text  # where to get the weights, on one line
-    assert perceptual.BACKBONE_WEIGHTS["alex"].url in help_text and "--lpips-weights" in help_text
+    assert perceptual.BACKBONE_WEIGHTS["alex"].url in help_text and "lpips_weights=PATH" in help_text
+
+
+def test_cli_old_flags_still_work_with_one_deprecation_line(folders, tmp_path, capsys):
+    restored, reference = folders
+    args = [str(restored), str(reference), "--no-fid", "--no-lpips", f"--json={tmp_path / 'm.json'}",
+            "--batch-size", "2", "--device", "cpu", "--per-image"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if "deprecated" in line]
+    assert warning == [f"i2sb-eval: warning: --flags are deprecated; write fid=false lpips=false "
+                       f"json={tmp_path / 'm.json'} batch_size=2 device=cpu per_image=true (see i2sb-eval --help)"]
+    assert json.loads((tmp_path / "m.json").read_text())["num_pairs"] == 6 and "sub/c" in captured.out
+    assert main([str(restored), str(reference), "--no-fid", "--no-json"]) == 0
+    assert not (restored / "metrics.json").exists()
 
 
 def test_cli_lpips_and_samples_in_table_and_json(large, alexnet_file, tmp_path, monkeypatch, capsys):
@@ -480,7 +515,7 @@ def test_cli_lpips_and_samples_in_table_and_json(large, alexnet_file, tmp_path, 
     _no_weights(monkeypatch, tmp_path)
     for k in range(2):  # p0 also restored twice as samples p0_s0, p0_s1
         _save(restored / f"p0_s{k}.png", np.asarray(Image.open(restored / f"p{k}.png")))
-    assert main([str(restored), str(reference), "--no-fid", "--lpips-weights", str(alexnet_file)]) == 0
+    assert main([str(restored), str(reference), "fid=false", f"lpips_weights={alexnet_file}"]) == 0
     out = capsys.readouterr().out
     data = json.loads((restored / "metrics.json").read_text())
     assert data["lpips_net"] == "alex" and data["num_pairs"] == 5 and data["num_reference_images"] == 3
@@ -490,11 +525,11 @@ def test_cli_lpips_and_samples_in_table_and_json(large, alexnet_file, tmp_path, 
     assert f"sample 1    {data['psnr_per_sample']['1']:>10.3f}" in out and "image mean" in out
     assert "p0_s1" in out and "LPIPS skipped" not in out
 
-    assert main([str(restored), str(reference), "--no-fid", "--no-lpips", "--no-json"]) == 0
+    assert main([str(restored), str(reference), "fid=false", "lpips=false", "json=false"]) == 0
     out = capsys.readouterr().out
     assert "LPIPS      -" in out and "note" not in out
     monkeypatch.setenv("I2SB_LPIPS_BACKBONE", str(alexnet_file))
-    assert main([str(restored), str(reference), "--no-fid", "--no-json"]) == 0
+    assert main([str(restored), str(reference), "fid=false", "json=false"]) == 0
     assert "(alex backbone, v0.1)" in capsys.readouterr().out
 
 
@@ -515,7 +550,7 @@ def test_cli_fid_with_clean_fid_inception_weights_file(folders, tmp_path, monkey
     np.savez(tmp_path / "ref.npz", arr_0=np.zeros((1, 8, 8, 3), np.uint8), mu=ref_mu, sigma=ref_sigma)
     seen = []
     monkeypatch.setattr(metrics, "fid_from_stats", lambda *stats: seen.append(stats) or 42.0)
-    args = [str(restored), "--fid-ref", str(tmp_path / "ref.npz"), "--json", str(tmp_path / "m.json")]
+    args = [f"restored={restored}", f"fid_ref={tmp_path / 'ref.npz'}", f"json={tmp_path / 'm.json'}"]
     assert main(args) == 0
     assert json.loads((tmp_path / "m.json").read_text())["fid"] == 42.0
     assert "FID        42.000" in capsys.readouterr().out

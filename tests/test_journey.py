@@ -136,8 +136,8 @@ def test_from_a_folder_of_photos_to_scored_restorations(tmp_path, capsys):
             tmp_path / "upsampled" / f"{name}.png")
     scores = {}
     for folder in ("restored", "upsampled"):
-        code, _, err = cli(run_eval, [str(tmp_path / folder), str(tmp_path / "photos"), "--no-fid", "--no-lpips"],
-                           capsys)
+        code, _, err = cli(run_eval, [f"restored={tmp_path / folder}", f"reference={tmp_path / 'photos'}", "fid=false",
+                                      "lpips=false"], capsys)
         assert code == 0, err
         scores[folder] = json.loads((tmp_path / folder / "metrics.json").read_text())
     assert scores["restored"]["num_pairs"] == 2

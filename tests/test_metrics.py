@@ -221,7 +221,7 @@ def test_load_inception_from_file_env_var_and_hub_cache(inception_state, incepti
     assert metrics.find_weights(metrics.INCEPTION_WEIGHTS) is None
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth") as err:
         metrics.load_inception()
-    assert metrics.INCEPTION_WEIGHTS.url in str(err.value) and "--inception" in str(err.value)
+    assert metrics.INCEPTION_WEIGHTS.url in str(err.value) and "inception=PATH" in str(err.value)
 
     cached = tmp_path / "torch" / "hub" / "checkpoints" / metrics.INCEPTION_WEIGHTS.filename
     cached.parent.mkdir(parents=True)
@@ -367,7 +367,7 @@ def test_lpips_without_backbone_file_says_what_to_get(tmp_path, monkeypatch):
     with pytest.raises(perceptual.LPIPSUnavailable) as err:
         perceptual.load_lpips("alex")
     assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in str(err.value)
-    assert "--lpips-weights PATH" in str(err.value) and "I2SB_LPIPS_BACKBONE" in str(err.value)
+    assert "lpips_weights=PATH" in str(err.value) and "I2SB_LPIPS_BACKBONE" in str(err.value)
     with pytest.raises(FileNotFoundError, match="weights file not found: .*nowhere.pth"):
         perceptual.load_lpips("alex", tmp_path / "nowhere.pth")
     with pytest.raises(ValueError, match="unknown LPIPS network 'squeeze'"):

@@ -300,7 +300,7 @@ def test_missing_and_unreadable_checkpoints(folder, capsys):
     assert code == 2 and "no latest.pt" in err
     (tmp / "bad.pt").write_bytes(b"this is not a checkpoint")
     code, _, err = run_cli(capsys, f"ckpt={tmp / 'bad.pt'}", *args)
-    assert code == 2 and f"{tmp / 'bad.pt'}: cannot read checkpoint" in err
+    assert code == 2 and f"{tmp / 'bad.pt'}: not a checkpoint (not a zip/pickle file)" in err
     torch.save({"weights": torch.zeros(1)}, tmp / "other.pt")
     code, _, err = run_cli(capsys, f"ckpt={tmp / 'other.pt'}", *args)
     assert code == 2 and "not an i2sb checkpoint" in err

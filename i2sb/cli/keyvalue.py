@@ -33,14 +33,16 @@ EXIT_INTERRUPTED = 130
 
 @dataclass(frozen=True)
 class Tool:
-    """A command: its name, schema (a dataclass), one-line summary, one example and positional keys (keys that
-    may be given as bare values, in order, e.g. ``i2sb-download NAME``)."""
+    """A command: its name, schema (a dataclass), one-line summary, one example, positional keys (keys that
+    may be given as bare values, in order, e.g. ``i2sb-download NAME``) and notes printed as they are after
+    the keys (e.g. where to get weights files, one URL a line)."""
 
     prog: str
     schema: type
     summary: str
     example: str
     positional: tuple[str, ...] = ()
+    notes: str = ""
 
 
 class UsageError(ValueError):
@@ -69,7 +71,7 @@ def usage(tool: Tool) -> str:
         help_text = textwrap.wrap(f.metadata.get("help", ""), width=WIDTH - 34) or [""]
         lines.append(f"  {f.name + '=':<16} {_default_text(f):<14} {help_text[0]}".rstrip())
         lines += [" " * 34 + line for line in help_text[1:]]
-    lines += ["", f"example: {tool.example}"]
+    lines += ["", *([tool.notes, ""] if tool.notes else []), f"example: {tool.example}"]
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.device import resolve_device
 from ..utils.images import IMAGE_EXTENSIONS, read_uint8, require_images
 from . import metrics, pairing, perceptual
 
@@ -319,7 +320,7 @@ def evaluate_folders(
     lpips: bool = True,
     lpips_net: str = "alex",
     lpips_weights: str | Path | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     batch_size: int = 32,
 ) -> dict:
     """Metrics of the images in ``restored`` (see the module docstring) as a JSON-ready dict.
@@ -329,12 +330,12 @@ def evaluate_folders(
     locations (:func:`.metrics.find_weights`), or skipped with a note naming the file to get. LPIPS
     (``lpips=True``, with a reference folder) runs on ``lpips_net`` ("alex" or "vgg") whose torchvision
     backbone state_dict is read from ``lpips_weights`` or the default locations; without that file or the
-    ``lpips`` package it is skipped with a note.
+    ``lpips`` package it is skipped with a note. ``device``: auto (cuda, then mps, then cpu) | cpu | cuda[:N] | mps.
     """
     restored_files = list_images(restored)
     if reference is None and fid_ref is None and labels is None:
         raise ValueError("nothing to compute: give a reference folder, FID reference statistics or labels")
-    device = torch.device(device)
+    device = resolve_device(device)
     reference_files = list_images(reference) if reference is not None else None
     pairs = _pairs(restored_files, reference_files) if reference_files is not None else {}
     fid_source = next((Path(s) for s in (fid_ref, reference) if s is not None), None) if fid else None

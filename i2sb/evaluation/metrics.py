@@ -16,7 +16,6 @@ weights are loaded from local files, see :func:`find_weights`.
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg
 from torch import Tensor, nn
+
+from ..utils.loaderrors import UnreadableFile
+from ..utils.torchfile import load_torch
 
 # ---------------------------------------------------------------------------------------------
 # PSNR and SSIM
@@ -194,7 +196,7 @@ class WeightsSpec:
     filename: str
     url: str
     env_var: str
-    option: str
+    option: str  # the i2sb-eval key that names the file
 
     def cache_path(self) -> Path:
         """The file as torch.hub / clean-fid would have cached it: ``$TORCH_HOME/hub/checkpoints/``."""
@@ -202,7 +204,7 @@ class WeightsSpec:
 
     def missing_message(self) -> str:
         return (
-            f"{self.what} weights not found: download {self.url} and pass {self.option} PATH, "
+            f"{self.what} weights not found: download {self.url} and give {self.option}=PATH (i2sb-eval), "
             f"set {self.env_var}=PATH, or put the file at {self.cache_path()}"
         )
 
@@ -213,7 +215,7 @@ INCEPTION_WEIGHTS = WeightsSpec(
     filename="pt_inception-2015-12-05-6726825d.pth",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     env_var="I2SB_INCEPTION",
-    option="--inception",
+    option="inception",
 )
 # torchvision resnet50(pretrained=True) as in the authors' evaluation/resnet.py = IMAGENET1K_V1.
 RESNET50_WEIGHTS = WeightsSpec(
@@ -221,7 +223,7 @@ RESNET50_WEIGHTS = WeightsSpec(
     filename="resnet50-0676ba61.pth",
     url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
     env_var="I2SB_RESNET50",
-    option="--resnet",
+    option="resnet",
 )
 
 
@@ -242,11 +244,13 @@ def find_weights(spec: WeightsSpec, path: str | Path | None = None) -> Path | No
 def _load_weights(net: nn.Module, path: Path, spec: WeightsSpec) -> nn.Module:
     """Load a state_dict file (a DataParallel ``module.`` prefix is dropped) into ``net``, strictly."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch(path)
         net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-    except (RuntimeError, AttributeError, pickle.UnpicklingError) as err:
+    except UnreadableFile as err:
+        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {err.cause}") from None
+    except RuntimeError as err:  # missing, unexpected or mis-shaped keys
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {first_line}") from err
+        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {first_line}") from None
     return net
 
 

@@ -28,14 +28,14 @@ BACKBONE_WEIGHTS = {  # torchvision's IMAGENET1K_V1 files, what lpips.LPIPS(pret
         filename="alexnet-owt-7be5be79.pth",
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         env_var="I2SB_LPIPS_BACKBONE",
-        option="--lpips-weights",
+        option="lpips_weights",
     ),
     "vgg": WeightsSpec(
         what="LPIPS backbone VGG-16 (torchvision IMAGENET1K_V1)",
         filename="vgg16-397923af.pth",
         url="https://download.pytorch.org/models/vgg16-397923af.pth",
         env_var="I2SB_LPIPS_BACKBONE",
-        option="--lpips-weights",
+        option="lpips_weights",
     ),
 }
 MIN_SIZE = {"alex": 31, "vgg": 16}  # smallest image side the backbone's pooling accepts

@@ -24,9 +24,11 @@ from torch import Tensor
 from ..config import TaskConfig
 from ..nets.guided_diffusion import check_compatible, infer_unet_kwargs
 from ..nets.unet import UNet, adm256_kwargs, input_channels
+from ..utils.loaderrors import UnreadableFile, UnsafeGlobal, load_failure
 from .spec import NetworkSpec
 
 OPTIONS = "options.pkl"
+NOT_OPTIONS = "not an options file (not a pickle file)"
 PREFIX = "diffusion_model."
 
 # The authors' --corrupt names (scripts/train.sh) -> i2sb.degrade tasks; "mixture" has no single operator.
@@ -64,7 +66,7 @@ class OptionsUnpickler(pickle.Unpickler):
         module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) not in ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+            raise UnsafeGlobal(f"{module}.{name}")
         if module == "pathlib._local":  # written by Python >= 3.13; the same classes live in pathlib
             module = "pathlib"
         return super().find_class(module, name)
@@ -78,10 +80,11 @@ def read_options(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             obj = OptionsUnpickler(f).load()
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{path}: {err} (only argparse.Namespace, paths and plain values are allowed)") from None
-    except Exception as err:  # truncated or not a pickle at all
-        raise ValueError(f"{path}: cannot read options ({type(err).__name__}: {str(err)[:200]})") from None
+    except Exception as err:  # a refused global, truncated, or not a pickle at all
+        cause = load_failure(err, path, not_format=NOT_OPTIONS)
+        if isinstance(err, UnsafeGlobal):
+            cause += "; options.pkl may hold only argparse.Namespace, paths and plain values"
+        raise UnreadableFile(path, cause) from None
     options = obj if isinstance(obj, dict) else getattr(obj, "__dict__", None)
     if not isinstance(options, dict):
         raise ValueError(f"{path}: expected a pickled argparse.Namespace, got {type(obj).__name__}")

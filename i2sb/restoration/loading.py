@@ -84,7 +84,7 @@ def load(ckpt: str | Path, device: torch.device | str = "auto", use_ema: bool = 
     Baseline runs restore as trained: ``method=palette`` with Palette, ``method=ddpm`` (and guided-diffusion's
     unconditional ADM) with DDNM (settings ``ddnm``) for the run's task. ``use_ema=False`` selects the raw
     weights; ``model_overrides`` replace U-Net arguments (guided-diffusion names, e.g. ``num_head_channels=64``),
-    mostly needed for the authors' checkpoints. ``device``: auto (cuda if available) | cpu | cuda | cuda:N.
+    mostly needed for the authors' checkpoints. ``device``: auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps.
     """
     device = resolve_device(device)
     spec = network_spec(ckpt, use_ema, model_overrides)

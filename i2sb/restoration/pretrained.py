@@ -138,8 +138,8 @@ def _load_dict(path: Path) -> dict[str, Any]:
     """The file as a dict via the one safe loader (``weights_only=True``, memory-mapped); ValueError otherwise."""
     try:
         return load_torch(path, mmap=True)
-    except (ValueError, FileNotFoundError) as err:
-        raise ValueError(one_line(str(err), 200)) from None
+    except (ValueError, FileNotFoundError) as err:  # already one line, naming the file and the cause
+        raise ValueError(str(err)) from None
 
 
 def verify_checkpoint_file(path: Path) -> None:

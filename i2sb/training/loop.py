@@ -22,8 +22,8 @@ from ..data import build_split, infinite_loader
 from ..methods import task_degradation
 from ..restoration.checkpoints import LATEST
 from ..utils.files import remove_temp_files
-from ..utils.torchfile import load_torch
 from .dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
+from .resume import read_latest
 from .trainer import Trainer
 from .validation import build_validator, validation_line
 from .writers import build_writer
@@ -96,7 +96,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
         print0(info, hint)
     latest = run_dir / LATEST
     if cfg.resume and latest.is_file():
-        trainer.load_state_dict(load_torch(latest), str(latest))
+        trainer.load_state_dict(read_latest(latest), str(latest))
         print0(info, f"[i2sb] resumed from {latest} at step {trainer.step}")
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,24 +1,89 @@
-"""The one device resolver of every tool and of ``i2sb.load``."""
+"""The one device resolver of every tool, of ``i2sb.load`` and of the evaluation API.
+
+``auto`` picks CUDA, then Apple's MPS, then the CPU. A device this machine does not have (``cuda`` without
+CUDA, ``mps`` without MPS, ``cuda:3`` with one GPU) or a name that is no device (``tpu``) is a one-line
+:class:`DeviceError` naming the key and the devices available here. It is a ``ValueError``, so every command
+line reports it as a usage error (exit status 2).
+"""
 
 from __future__ import annotations
 
 import torch
 
+AUTO = "auto"
+SUPPORTED_TYPES = ("cpu", "cuda", "mps")
+FORMS = "auto | cpu | cuda | cuda:N | mps"
 
-def resolve_device(device: str | torch.device, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:{local_rank}`` when CUDA is available, else ``cpu``; ``cuda`` gets the local rank.
 
-    A name that is not a device, or CUDA where there is none, is a one-line ``ValueError``.
-    """
-    name = str(device)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
+class DeviceError(ValueError):
+    """A device that does not exist, or that this machine does not have."""
+
+
+def mps_available() -> bool:
+    """Whether Apple's Metal (MPS) backend can run here."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def cuda_count() -> int:
+    """The number of CUDA devices this process can use (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def available_devices() -> list[str]:
+    """The device names this machine accepts, ``auto`` first: e.g. ``["auto", "cpu", "cuda:0", "cuda:1"]``."""
+    return [AUTO, "cpu", *(f"cuda:{i}" for i in range(cuda_count())), *(["mps"] if mps_available() else [])]
+
+
+def auto_device(local_rank: int = 0) -> torch.device:
+    """``cuda:{local_rank}`` when CUDA is available, else ``mps`` when MPS is, else ``cpu``."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return torch.device("mps") if mps_available() else torch.device("cpu")
+
+
+def _parse(device: str | torch.device, local_rank: int) -> torch.device | None:
+    """The name as a ``torch.device`` (``auto`` resolved, ``cuda`` -> ``cuda:{local_rank}``); None if no device."""
+    name = str(device).strip().lower()
+    if name == AUTO:
+        return auto_device(local_rank)
     try:
-        dev = torch.device(name)
+        parsed = torch.device(name)
     except (RuntimeError, ValueError):
-        raise ValueError(f"device={device!r} is not a device (auto | cpu | cuda | cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} requested but CUDA is not available here (use device=cpu)")
+        return None
+    if parsed.type == "cuda" and parsed.index is None:
+        return torch.device("cuda", local_rank)
+    return parsed
+
+
+def _unavailable(dev: torch.device) -> str | None:
+    """Why this machine cannot run ``dev``; None when it can."""
+    if dev.type == "cuda":
+        count = cuda_count()
+        if count == 0:
+            return "CUDA is not available here"
+        if dev.index >= count:
+            return f"this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
+    if dev.type == "mps":
+        if not mps_available():
+            return "MPS (Apple GPU) is not available here"
+        if dev.index not in (None, 0):
+            return "there is one MPS device (mps)"
+    return None
+
+
+def resolve_device(device: str | torch.device, local_rank: int = 0, key: str = "device") -> torch.device:
+    """``device`` (``auto | cpu | cuda | cuda:N | mps`` or a ``torch.device``) -> a ``torch.device`` this machine has.
+
+    ``cuda`` (and ``auto`` on a CUDA machine) means ``cuda:{local_rank}``, one GPU per process under torchrun.
+    Raises :class:`DeviceError` (one line naming ``key`` and the devices available) otherwise.
+    """
+    dev = _parse(device, local_rank)
+    available = ", ".join(available_devices())
+    if dev is None or dev.type not in SUPPORTED_TYPES:
+        raise DeviceError(f"{key}={device}: not a device i2sb runs on ({FORMS}); available here: {available}")
+    reason = _unavailable(dev)
+    if reason is not None:
+        shown = str(device) if str(device) == str(dev) else f"{device} ({dev})"
+        raise DeviceError(f"{key}={shown}: {reason}; available here: {available}")
     return dev
