@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from helpers import tiny_config
+from i2sb.data import infinite_loader
 from i2sb.train import train
 from i2sb.training.stop import StopSignals, TrainingInterrupted
 from i2sb.training.trainer import Trainer
@@ -176,3 +177,20 @@ def test_second_ctrl_c_aborts_and_keeps_the_last_checkpoint(tmp_path):
     assert (tmp_path / "latest.pt").stat().st_mtime_ns == before
     assert load_torch(tmp_path / "latest.pt")["step"] == 2
     assert not (tmp_path / "rank0.json").exists()
+
+
+class SignalDispositions(torch.utils.data.Dataset):
+    """Reports, from inside a loader worker, whether the stop signals are ignored there."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        ignored = [signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)]
+        return {"ignored": torch.tensor(ignored)}
+
+
+def test_loader_workers_ignore_the_stop_signals_the_main_process_handles():
+    batch = next(infinite_loader(SignalDispositions(), 2, num_workers=1))
+    assert batch["ignored"].all()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the main process is untouched
