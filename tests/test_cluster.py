@@ -137,6 +137,7 @@ def finished(run_dir: Path, rank: int) -> dict:
     return json.loads((run_dir / f"rank{rank}.json").read_text())
 
 
+@pytest.mark.slow
 def test_srun_tasks_stop_together_when_one_rank_is_signalled(tmp_path):
     common = {"SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "99", "MASTER_PORT": str(free_port()),
               "SLURM_STEP_NODELIST": "localhost", "MASTER_ADDR": "127.0.0.1"}

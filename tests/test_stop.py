@@ -102,6 +102,7 @@ def signal_during_step(monkeypatch, step: int, sig: signal.Signals) -> None:
     monkeypatch.setattr(Trainer, "train_step", step_then_signal)
 
 
+@pytest.mark.slow
 def test_preemption_saves_at_the_step_boundary_and_resume_is_exact(tmp_path, monkeypatch):
     sig = signal.SIGTERM
     full, split = tmp_path / "full", tmp_path / "split"

@@ -48,8 +48,11 @@ def build_data(cfg: TrainConfig, info: DistInfo, start_step: int, n_micro: int) 
 def train(cfg: Any) -> dict[str, Any]:
     """Train per ``cfg`` (dict / DictConfig / TrainConfig) in this process; returns a summary dict.
 
-    Runs under torchrun as well (one process per device). Resumes from ``run_dir/latest.pt``
-    when ``resume`` is true and the file exists.
+    Runs under torchrun, srun or submitit as well (one process per device; :mod:`.launchers`). Resumes from
+    ``run_dir/latest.pt`` when ``resume`` is true and the file exists. A stop request saves ``latest.pt`` at the
+    next step boundary (:mod:`.stop`): SIGTERM / SIGUSR1 / SIGUSR2 then return with ``summary["preempted"]``
+    true, Ctrl-C raises :class:`~.stop.TrainingInterrupted` (a ``KeyboardInterrupt``: exit 130). An incomplete
+    launch environment or a missed rendezvous raises :class:`~.launchers.LaunchError` (a ``ValueError``).
     """
     cfg = to_train_config(cfg)
     info = init_distributed(cfg.device)
