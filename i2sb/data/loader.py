@@ -13,6 +13,7 @@ RNG is forked and seeded with it around `dataset[index]`. Hence the stream
 from __future__ import annotations
 
 import math
+import signal
 from typing import Iterator
 
 import torch
@@ -22,6 +23,15 @@ from ..utils.seeds import mix_seed
 
 
 _SAMPLE_SEEDS, _WORKER_SEEDS = 0, 1  # purposes, so the two seed streams never coincide
+# A terminal's Ctrl-C and Slurm's --signal reach every process of the job, loader workers included; the main
+# process handles them (saves at the next step), so a worker must not die of them in the middle of a batch.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the worker ignores ``STOP_SIGNALS`` (SIGTERM still ends it)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class SeededSampler(Sampler):
@@ -108,6 +118,7 @@ def infinite_loader(
     loader = DataLoader(
         SeededItems(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         pin_memory=pin_memory, drop_last=drop_last, persistent_workers=num_workers > 0,
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(mix_seed(seed, rank, 0, _WORKER_SEEDS)),  # worker base seeds
     )
     epoch, step = divmod(start_epoch * batches_per_epoch + start_step, batches_per_epoch)

@@ -1,14 +1,26 @@
-"""torch.distributed set-up from the torchrun / Slurm environment, rank helpers."""
+"""torch.distributed set-up from the launcher's environment (:mod:`.launchers`), rank helpers.
+
+The rendezvous (every process reaching rank 0's store) has a deadline: ``I2SB_RDZV_TIMEOUT_S`` seconds
+(default ``RDZV_TIMEOUT_S``); a missed deadline is a one-line :class:`~.launchers.LaunchError` instead of a hang.
+Under torchrun its agent has met every process already. NCCL on CUDA (``cuda:LOCAL_RANK``), gloo on CPU.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from ..utils.device import resolve_device
+from .launchers import Launch, LaunchError, detect_launch
+
+RDZV_TIMEOUT_S = 300.0
+RDZV_TIMEOUT_ENV = "I2SB_RDZV_TIMEOUT_S"
 
 
 @dataclass(frozen=True)
@@ -17,6 +29,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    launcher: str = "single"
 
     @property
     def is_main(self) -> bool:
@@ -27,29 +40,65 @@ class DistInfo:
         return self.world_size > 1
 
 
-def _env_int(*names: str, default: int) -> int:
-    for name in names:
-        if os.environ.get(name, "") != "":
-            return int(os.environ[name])
-    return default
-
-
 def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group described by torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) or Slurm.
+    """Join the process group of this process's launcher (torchrun, submitit, srun; see :mod:`.launchers`).
 
-    One process without those variables runs undistributed. NCCL is used on CUDA, gloo on CPU.
+    One process without a launcher runs undistributed. ``device`` ``auto`` / ``cuda`` become ``cuda:LOCAL_RANK``.
     """
-    world_size = _env_int("WORLD_SIZE", "SLURM_NTASKS", default=1)
-    rank = _env_int("RANK", "SLURM_PROCID", default=0)
-    local_rank = _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0)
-    dev = resolve_device(device, local_rank)
+    launch = detect_launch()
+    dev = resolve_device(device, launch.local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world_size > 1 and not dist.is_initialized():
-        if "MASTER_ADDR" not in os.environ:
-            raise ValueError("distributed run without MASTER_ADDR/MASTER_PORT: launch with torchrun (see README)")
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+    if launch.world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if launch.launcher == "torchrun":
+            dist.init_process_group(backend=backend, rank=launch.rank, world_size=launch.world_size)
+        else:
+            store = rendezvous(launch, rdzv_timeout_s())
+            dist.init_process_group(backend=backend, store=store, rank=launch.rank, world_size=launch.world_size)
+    return DistInfo(launch.rank, launch.world_size, launch.local_rank, dev, launch.launcher)
+
+
+def rdzv_timeout_s() -> float:
+    """``$I2SB_RDZV_TIMEOUT_S`` (seconds, > 0) or ``RDZV_TIMEOUT_S``."""
+    value = os.environ.get(RDZV_TIMEOUT_ENV, "")
+    try:
+        seconds = float(value) if value else RDZV_TIMEOUT_S
+    except ValueError:
+        raise LaunchError(f"{RDZV_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise LaunchError(f"{RDZV_TIMEOUT_ENV}={value!r} must be positive")
+    return seconds
+
+
+def rendezvous(launch: Launch, timeout_s: float) -> dist.TCPStore:
+    """Rank 0 serves a TCP store at ``master_addr:master_port`` and waits for all ``world_size`` processes; the
+    others connect to it. Raises :class:`LaunchError` when that does not happen within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        if launch.rank != 0:
+            _wait_for_port(launch.master_addr, launch.master_port, deadline)
+        return dist.TCPStore(launch.master_addr, launch.master_port, launch.world_size, is_master=launch.rank == 0,
+                             timeout=timedelta(seconds=max(deadline - time.monotonic(), 1.0)), wait_for_workers=True)
+    except (RuntimeError, TimeoutError, OSError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        waited = "for all processes to join" if launch.rank == 0 else "to reach rank 0"
+        raise LaunchError(
+            f"rendezvous failed ({launch.launcher}, rank {launch.rank} of {launch.world_size}): waited {timeout_s:g} s "
+            f"{waited} at {launch.master_addr}:{launch.master_port} ({reason}); check that every process was "
+            f"started and the address is reachable ({RDZV_TIMEOUT_ENV} sets the timeout)") from None
+
+
+def _wait_for_port(host: str, port: int, deadline: float) -> None:
+    """Quietly wait until ``host:port`` accepts connections (torch's store client logs every failed try)."""
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(min(deadline - time.monotonic(), 5.0), 0.1)):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no store listening ({err.strerror or err})") from None
+            time.sleep(0.2)
 
 
 def barrier(info: DistInfo) -> None:

@@ -3,12 +3,13 @@
 ``train`` joins the process group (torchrun / Slurm), builds the :class:`~.trainer.Trainer` (which resolves the
 config for the device once), resumes from ``run_dir/latest.pt``, and runs steps until ``trainer.max_steps``:
 logging, validation (rank 0, through the same :class:`~i2sb.restoration.Restorer` as ``i2sb-sample``),
-checkpoints, and a clean stop on SIGTERM / SIGUSR1 (preemption).
+checkpoints, and a clean stop (:mod:`.stop`): Ctrl-C saves ``latest.pt`` and raises
+:class:`~.stop.TrainingInterrupted`; SIGTERM / SIGUSR1 / SIGUSR2 (preemption) save and return; a handler that
+was installed before (submitit's requeue) runs after the save.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import Any, Iterator
 
@@ -24,6 +25,7 @@ from ..restoration.checkpoints import LATEST
 from ..utils.files import remove_temp_files
 from .dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
 from .resume import read_latest
+from .stop import StopSignals, StopVote, TrainingInterrupted, stop_message
 from .trainer import Trainer
 from .validation import build_validator, validation_line
 from .writers import build_writer
@@ -31,29 +33,6 @@ from .writers import build_writer
 
 class TrainingError(RuntimeError):
     """Training cannot continue (e.g. the loss stayed non-finite); the message says why."""
-
-
-class _StopFlag:
-    """Set by SIGTERM/SIGINT (preemption): the loop saves and exits at the next step boundary."""
-
-    def __init__(self) -> None:
-        self.raised = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopFlag":
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.raised = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def build_data(cfg: TrainConfig, info: DistInfo, start_step: int, n_micro: int) -> Iterator[dict]:
@@ -69,8 +48,11 @@ def build_data(cfg: TrainConfig, info: DistInfo, start_step: int, n_micro: int) 
 def train(cfg: Any) -> dict[str, Any]:
     """Train per ``cfg`` (dict / DictConfig / TrainConfig) in this process; returns a summary dict.
 
-    Runs under torchrun as well (one process per device). Resumes from ``run_dir/latest.pt``
-    when ``resume`` is true and the file exists.
+    Runs under torchrun, srun or submitit as well (one process per device; :mod:`.launchers`). Resumes from
+    ``run_dir/latest.pt`` when ``resume`` is true and the file exists. A stop request saves ``latest.pt`` at the
+    next step boundary (:mod:`.stop`): SIGTERM / SIGUSR1 / SIGUSR2 then return with ``summary["preempted"]``
+    true, Ctrl-C raises :class:`~.stop.TrainingInterrupted` (a ``KeyboardInterrupt``: exit 130). An incomplete
+    launch environment or a missed rendezvous raises :class:`~.launchers.LaunchError` (a ``ValueError``).
     """
     cfg = to_train_config(cfg)
     info = init_distributed(cfg.device)
@@ -108,16 +90,28 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
         if info.is_main else None
     writer = build_writer(run_dir, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
                           to_container(cfg)) if info.is_main else None
+    vote = StopVote(info)
     try:
-        with _StopFlag() as stop:
-            summary = _loop(cfg, info, trainer, loader, deg, validator, writer, stop)
+        with StopSignals() as stop:
+            summary = _loop(cfg, info, trainer, loader, deg, validator, writer, stop, vote)
+        vote.close()
     finally:
         if writer is not None:
             writer.close()
+    if summary["preempted"]:
+        _after_stop(stop, summary["stop_message"])
     return summary
 
 
-def _loop(cfg, info, trainer, loader, deg, validator, writer, stop) -> dict[str, Any]:
+def _after_stop(stop: StopSignals, message: str) -> None:
+    """Ctrl-C ends in :class:`TrainingInterrupted`; otherwise the handlers that were there before ours (submitit's
+    requeue on its preemption signal) run now that ``latest.pt`` is saved."""
+    if stop.interrupted:
+        raise TrainingInterrupted(message)
+    stop.run_deferred_handlers()
+
+
+def _loop(cfg, info, trainer, loader, deg, validator, writer, stop: StopSignals, vote: StopVote) -> dict[str, Any]:
     t = cfg.trainer
     bar = _progress(cfg, info, trainer.step)
     loss_sum = torch.zeros((), device=trainer.device)
@@ -141,12 +135,16 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop) -> dict[str,
             values = validator.run(trainer.step, writer)
             _write_line(bar, validation_line(trainer.step, t.eval_nfe, values))
             summary.update(values)
-        if trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps:
+        saved = trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps
+        if saved:
             trainer.save(keep=t.keep_every > 0 and trainer.step % t.keep_every == 0)
-        if _should_stop(stop, info, trainer.step % t.log_every == 0):
-            trainer.save()
-            summary["preempted"] = True
-            print0(info, f"[i2sb] stop requested: saved {cfg.run_dir}/latest.pt at step {trainer.step}")
+        if vote(stop.requested) and trainer.step < t.max_steps:
+            if not saved:
+                trainer.save()
+            message = stop_message(stop.reason(), str(trainer.run_dir / LATEST), trainer.step, stop.interrupted)
+            summary.update(preempted=True, stop_reason=stop.reason(), stop_message=message)
+            if info.is_main:
+                _write_line(bar, message)
             break
     if bar is not None:
         bar.close()
@@ -186,14 +184,3 @@ def _check_bad_steps(trainer: Trainer, info: DistInfo) -> None:
             f"stopping. Last good checkpoint: {trainer.run_dir / LATEST}. Try a lower trainer.lr, "
             f"trainer.precision=fp32 or trainer.grad_clip"
         )
-
-
-def _should_stop(stop: _StopFlag, info: DistInfo, collective: bool) -> bool:
-    """The local flag alone, or (distributed, at ``collective`` steps only: no per-step sync) any rank's."""
-    if not info.distributed:
-        return stop.raised
-    if not collective:
-        return False
-    flag = torch.tensor(float(stop.raised), device=info.device)
-    torch.distributed.all_reduce(flag)
-    return bool(flag > 0)
