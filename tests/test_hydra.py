@@ -131,6 +131,16 @@ def test_experiments_need_their_data_roots(capsys):
     assert line == "i2sb-train: error: data.val_root: missing; add data.val_root=<value>"
 
 
+def test_your_own_experiments_with_config_dir(tmp_path, capsys):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /task: jpeg10\n  - override /data: demo\n")
+    cfg = composed(["--config-dir", str(tmp_path), "experiment=mine"], capsys)
+    assert cfg["task"]["name"] == "jpeg10" and cfg["data"]["kind"] == "demo"
+    line = one_error(*cli(train_main, ["-cn", "sample"], capsys)[::2])
+    assert line.startswith("i2sb-train: error: -cn: not supported")
+
+
 def test_inputs_are_checked_before_anything_is_written(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["experiment=jpeg5_imagenet", f"data.root={tmp_path}", f"data.val_root={tmp_path}"]

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 # Hydra's own argument parser and runner, the ones hydra.main uses (hydra-core is pinned to 1.3.x).
@@ -27,7 +28,7 @@ from .hydra_errors import find_unknown_key, key_message, one_line, unknown_key
 
 FREE_FORM = ("task.params.", "data.params.")  # dict keys: plain key=value adds them (Hydra alone needs ++)
 CFG_CHOICES = ("job", "hydra", "all")
-NOT_SUPPORTED = {"--config-path", "-cp", "--config-name", "-cn"}  # the tools compose their own config
+NOT_SUPPORTED = {"--config-path", "-cp", "--config-name", "-cn"}  # the tools compose their own (--config-dir adds)
 
 
 class UsageError(ValueError):
@@ -116,14 +117,26 @@ def preflight(tool: HydraTool, args: argparse.Namespace) -> list[str]:
         raise UsageError("run_dir: a sweep gives every job its own directory; set hydra.sweep.dir=... instead")
     keys_only = args.help or args.info is not None
     working = not keys_only and args.cfg is None
+    search = _config_dir(args.config_dir)
     for job in _jobs(overrides) if args.multirun else [overrides]:
-        cfg, forced = compose_job(tool.config_name, job)
+        cfg, forced = compose_job(tool.config_name, job + search)
         overrides = [_force(o) if _key(o) in forced else o for o in overrides]
         if not keys_only:
             checked = validate(tool, cfg, job)
             if working:
                 _call(tool.check_inputs, checked)
     return overrides
+
+
+def _config_dir(folder: str | None) -> list[str]:
+    """``--config-dir D`` (configs of your own, e.g. ``D/experiment/mine.yaml``) as the override that makes the
+    checks before work see it too."""
+    if folder is None:
+        return []
+    path = Path(folder).expanduser().resolve()
+    if not path.is_dir():
+        raise UsageError(f"--config-dir: {folder}: no such folder")
+    return [f"hydra.searchpath=[file://{path}]"]
 
 
 def compose_job(config_name: str, overrides: list[str]) -> tuple[DictConfig, set[str]]:
