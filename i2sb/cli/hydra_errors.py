@@ -49,14 +49,16 @@ def field_names(kind: Any) -> list[str]:
     return [f.name for f in fields(kind)] if is_dataclass(kind) else []
 
 
-def unknown_key(key: str, valid: list[str], overrides: list[str]) -> str:
-    """``key: unknown key; did you mean K=V?`` (the override rewritten with the closest of ``valid`` for the
-    key's last misspelt part), or the valid keys when none is close."""
-    parent, _, leaf = key.rpartition(".")
-    close = _closest(leaf, valid)
+def unknown_key(key: str, valid: list[str], overrides: list[str], depth: int | None = None) -> str:
+    """``key: unknown key; did you mean K=V?``: the override of ``key`` with its misspelt part (part ``depth``,
+    1-based; default the last) replaced by the closest of ``valid``; the valid keys when none is close."""
+    parts = key.split(".")
+    depth = len(parts) if depth is None else depth
+    close = _closest(parts[depth - 1], valid)
     if close is None:
+        parent = ".".join(parts[:depth - 1])
         return f"{key}: unknown key; valid keys{' under ' + parent if parent else ''}: {', '.join(valid)}"
-    meant = f"{parent}.{close}" if parent else close
+    meant = ".".join(parts[:depth - 1] + [close] + parts[depth:])
     override = override_for(key, overrides)
     value = f"={override.split('=', 1)[1]}" if override and "=" in override else ""
     return f"{key}: unknown key; did you mean {meant}{value}?"
@@ -91,25 +93,13 @@ def describe(err: Exception, overrides: list[str], groups: dict[str, list[str]])
         key = _QUOTED.search(text).group(1)
         depth = len(str(cause.full_key).split("."))
         valid = field_names(cause.object_type) + (list(groups) if depth == 1 else [])
-        return _unknown_path(key, depth, valid, overrides)
+        return unknown_key(key, valid, overrides, depth)
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         return f"{cause.full_key}: {str(cause).splitlines()[0]}"
     if "You must specify" in text:  # a mandatory group left at ???
         group = _QUOTED.search(text).group(1) if _QUOTED.search(text) else "?"
         return f"{group}: missing; add {group}=<option>, one of: {', '.join(groups.get(group, []))}"
     return one_line(text)
-
-
-def _unknown_path(key: str, depth: int, valid: list[str], overrides: list[str]) -> str:
-    """``a.b.c`` unknown at part ``depth`` (1-based): the suggestion fixes that part and keeps the rest."""
-    parts = key.split(".")
-    head, rest = ".".join(parts[:depth]), parts[depth:]
-    message = unknown_key(head, valid, [o.replace(key, head, 1) for o in overrides if key in o])
-    if rest and "did you mean " in message:  # put the untouched tail back: trainr.lr -> trainer.lr=...
-        meant = message.rsplit("did you mean ", 1)[1].rstrip("?")
-        name, _, value = meant.partition("=")
-        message = f"{key}: unknown key; did you mean {name}.{'.'.join(rest)}{'=' + value if value else ''}?"
-    return message.replace(f"{head}: unknown key", f"{key}: unknown key", 1)
 
 
 def _missing_option(path: str, groups: dict[str, list[str]]) -> str:
