@@ -16,6 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .core.precision import PRECISIONS
 from .core.samplers import SAMPLERS
+from .data.folders import CROPS
+from .degrade import TASKS, check_params
 from .utils.images import DEFAULT_MAX_PIXELS
 
 T = TypeVar("T")
@@ -28,7 +30,7 @@ class TaskConfig:
 
     name: str = MISSING  # run name / task id, e.g. "jpeg5"
     degradation: Optional[str] = None  # i2sb.degrade task; None for paired data (no known operator)
-    params: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of degrade.build
+    params: dict[str, Any] = field(default_factory=dict)  # the degradation's parameters, e.g. quality (jpeg)
     beta_max: float = 0.3  # 0.3 for JPEG and SR, 1.0 for deblurring and inpainting
     ot_ode: bool = False  # train and sample the OT-ODE (Prop. 3.4)
     cond_x1: bool = False  # also feed x1 to the network (general translation, Sec. 5.3)
@@ -68,11 +70,12 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     kind: str = "demo"  # imagefolder | paired | demo
-    root: Optional[str] = None  # training images (imagefolder / paired)
-    val_root: Optional[str] = None  # validation images; default: the training folder
+    root: Optional[str] = MISSING  # training images (imagefolder / paired); null for demo (left out of a dict: null)
+    val_root: Optional[str] = MISSING  # validation images; null: the training folder (left out of a dict: null)
     image_size: int = "${model.image_size}"  # type: ignore[assignment]
     num_workers: int = 0
     pin_memory: bool = False
+    crop: str = "native"  # imagefolder / paired: native-resolution patches | resize (the authors' resize + centre crop)
     params: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the dataset
 
 
@@ -144,11 +147,23 @@ def validated(schema: type[T], cfg: Any) -> T:
         raise ConfigError(f"config key '{key}': {msg}" if key else f"config: {msg}") from None
 
 
+DATA_ROOTS = ("root", "val_root")  # required where a config says ??? (configs/data, experiments); else null
+
+
 def to_train_config(cfg: Any) -> TrainConfig:
-    """Validate ``cfg`` (dict / DictConfig / TrainConfig) against :class:`TrainConfig`; resolve interpolations."""
-    result = validated(TrainConfig, cfg)
+    """Validate ``cfg`` (dict / DictConfig / TrainConfig) against :class:`TrainConfig`; resolve interpolations.
+    Data roots a dict leaves out are null (the demo photos need none); ``???`` is a missing value."""
+    result = validated(TrainConfig, _roots_default_to_null(cfg))
     _check_values(result)
     return result
+
+
+def _roots_default_to_null(cfg: Any) -> Any:
+    if not isinstance(cfg, (dict, DictConfig)):
+        return cfg
+    data = cfg.get("data") or {}
+    absent = {key: None for key in DATA_ROOTS if key not in set(data.keys())}  # a DictConfig hides ??? from `in`
+    return OmegaConf.merge(cfg, {"data": absent}) if absent else cfg
 
 
 def _check_values(cfg: TrainConfig) -> None:
@@ -164,8 +179,33 @@ def _check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'task.n_steps': must be an even integer >= 2, got {cfg.task.n_steps}")
     if cfg.data.kind in ("imagefolder", "paired") and not cfg.data.root:
         raise ConfigError(f"config key 'data.root': required for data.kind={cfg.data.kind} (the training images folder)")
+    _check_crop(cfg.data)
+    check_task_params(cfg.task)
     if not 1 <= t.eval_nfe < cfg.task.n_steps:
         raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, got {t.eval_nfe}")
+
+
+def _check_crop(data: DataConfig) -> None:
+    if data.crop not in CROPS:
+        raise ConfigError(f"config key 'data.crop': must be one of {', '.join(CROPS)}, got '{data.crop}'")
+    if data.kind == "demo" and data.crop != "native":
+        raise ConfigError("config key 'data.crop': the demo photos give native-resolution patches only")
+
+
+def check_task_params(task: TaskConfig) -> None:
+    """``task.degradation`` is known and ``task.params`` are exactly its parameters (required ones given)."""
+    if task.degradation is None:
+        if task.params:
+            raise ConfigError(f"config key 'task.params.{next(iter(task.params))}': task.degradation is null "
+                              "(paired data), it takes no parameters")
+        return
+    if task.degradation not in TASKS:
+        raise ConfigError(f"config key 'task.degradation': unknown '{task.degradation}'; one of {', '.join(TASKS)}")
+    try:
+        check_params(task.degradation, task.params, prefix="task.params.")
+    except ValueError as err:
+        key, reason = str(err).split(": ", 1)
+        raise ConfigError(f"config key '{key}': {reason}") from None
 
 
 def to_container(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
@@ -310,6 +350,8 @@ def check_baseline(cfg: SampleConfig) -> None:
         for key in ("prior", "task"):
             if getattr(cfg, key) is not None:
                 raise ConfigError(f"config key '{key}': only used with baseline=ddnm")
+    if cfg.task is not None:
+        check_task_params(cfg.task)
     d = cfg.ddnm
     if d.sigma_y < 0:
         raise ConfigError(f"config key 'ddnm.sigma_y': must be >= 0, got {d.sigma_y}")

@@ -82,7 +82,7 @@ def test_trainer_groups_instantiate(tmp_path):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["model=tiny"], "missing required config group 'task': add task=<name>, one of: blur_gauss"),
+        (["model=tiny"], "task: missing; add task=<name>, one of: blur_gauss"),
         (["task=jpeg5", "trainer.lrr=1"], "trainer.lrr"),
         (["task=nope"], "task"),
         (["task=jpeg5", "data=demo", "trainer.precision=fp8"], "trainer.precision"),

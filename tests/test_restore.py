@@ -463,4 +463,4 @@ def test_sr_checkpoints_upsample_low_resolution_photos_as_training_did(tmp_path,
     jpeg = write_run(tmp_path / "jpeg")
     code, _, err = run_cli(capsys, f"ckpt={jpeg}", f"input={tmp_path / 'lr'}", f"output={tmp_path / 'x'}",
                            "upscale=true")
-    assert code == 2 and "'upscale'" in err and "not super-resolution" in err
+    assert code == 2 and "error: upscale: " in err and "not super-resolution" in err

@@ -358,8 +358,8 @@ def test_cli_sampler_keys(tmp_path, capsys):
     assert log_steps(restorer, restorer.options(nfe=6), 10) == bridge.timesteps(6)[:-1]
     code, _, err = run_cli(capsys, *base, f"output={tmp_path / 'imp'}", "sampler=implicit", "ot_ode=false", "eta=0.5")
     assert code == 0, err
-    for args, text in [(["sampler=ddim"], "'sampler': must be one of"), (["eta=1.5"], "'eta': must be in"),
-                       (["sampler=implicit"], "'sampler': sampler=implicit is for SDE-trained"),
-                       (["eta=0.5"], "'eta': eta applies to sampler=implicit only")]:
+    for args, text in [(["sampler=ddim"], "error: sampler: must be one of"), (["eta=1.5"], "error: eta: must be in"),
+                       (["sampler=implicit"], "error: sampler: sampler=implicit is for SDE-trained"),
+                       (["eta=0.5"], "error: eta: eta applies to sampler=implicit only")]:
         code, _, err = run_cli(capsys, *base, f"output={tmp_path / 'bad'}", *args)
         assert code != 0 and text in err and len(err.strip().splitlines()) == 1, err

@@ -1,25 +1,60 @@
-"""``i2sb-train``: compose the training config and run :func:`i2sb.training.loop.train`."""
+"""``i2sb-train``: a Hydra application on ``configs/train.yaml`` whose task function runs
+:func:`i2sb.training.loop.train` in Hydra's output directory (the run directory)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from ..config import ConfigError, TrainConfig, to_train_config
 from ..training.loop import TrainingError, train
-from .compose import run_config_tool
+from .compose import group_options
+from .hydra_app import HydraTool, job_failed, output_dir, run
+from .hydra_errors import key_message
+
+PROG = "i2sb-train"
+ADM_HINT = "i2sb-download adm puts guided-diffusion's 256x256_diffusion_uncond.pt into data/"
 
 
-def _train_job(cfg: DictConfig) -> int:
+def train_job(cfg: DictConfig) -> None:
+    """One training run (a plain top-level function: Hydra's submitit launcher pickles it). ``run_dir`` is
+    Hydra's output directory, so ``run_dir=``, ``hydra.run.dir=`` and a sweep's job directories agree."""
+    cfg.run_dir = output_dir()
     try:
         train(cfg)
     except TrainingError as err:
-        print(f"i2sb-train: {err}", file=sys.stderr)
-        return 1
-    return 0
+        job_failed(PROG, 1, str(err))
+    except (ValueError, FileNotFoundError) as err:
+        job_failed(PROG, 2, f"error: {key_message(err)}")
+
+
+def validate(cfg: DictConfig) -> TrainConfig:
+    """:func:`~i2sb.config.to_train_config`, with what to write when no task is chosen."""
+    if OmegaConf.is_missing(cfg.task, "name"):
+        raise ConfigError(f"task: missing; add task=<name>, one of: {', '.join(group_options('task'))}; "
+                          f"or experiment=<name>, one of: {', '.join(group_options('experiment'))}")
+    return to_train_config(cfg)
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """The files and folders a run reads exist (before Hydra creates the run directory)."""
+    folders = {"data.root": cfg.data.root, "data.val_root": cfg.data.val_root} \
+        if cfg.data.kind in ("imagefolder", "paired") else {}
+    files = {"model.init": cfg.model.init, "task.params.mask_file": cfg.task.params.get("mask_file")}
+    for key, path in folders.items():
+        if path is not None and not Path(path).expanduser().is_dir():
+            raise FileNotFoundError(f"{key}: {path}: no such folder")
+    for key, path in files.items():
+        if path is not None and not Path(path).expanduser().is_file():
+            hint = f" ({ADM_HINT}; or set model.init=PATH)" if key == "model.init" else ""
+            raise FileNotFoundError(f"{key}: {path}: no such file{hint}")
+
+
+TOOL = HydraTool(PROG, "train", train_job, validate, check_inputs)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``i2sb-train task=jpeg5 [model=...] [data=...] [trainer=...] [key=value ...]``."""
-    argv = sys.argv[1:] if argv is None else argv
-    sys.exit(run_config_tool("i2sb-train", "train", argv, _train_job))
+    """``i2sb-train task=jpeg5 [group=option ...] [key=value ...]`` and Hydra's flags (``--help``)."""
+    sys.exit(run(TOOL, sys.argv[1:] if argv is None else argv))

@@ -30,12 +30,14 @@ def _demo(image_size: int, split: str, **kwargs: Any) -> Dataset:
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {"imagefolder": _image_folder, "paired": _paired, "demo": _demo}
+CROPPED = frozenset({"imagefolder", "paired"})  # kinds that take crop= (the demo photos give native patches)
 
 
 def build_split(data: Any, split: str) -> Dataset:
     """The ``split`` ("train" | "val") of a data config (:class:`i2sb.config.DataConfig`: ``kind``,
-    ``image_size``, ``root``, ``val_root`` -- validation defaults to the training folder -- and ``params``)."""
-    kwargs = dict(data.params)
+    ``image_size``, ``root``, ``val_root`` -- validation defaults to the training folder --, ``crop`` (folder
+    kinds; ``params.crop``, the older spelling, wins) and ``params``)."""
+    kwargs = {"crop": data.crop, **data.params} if data.kind in CROPPED else dict(data.params)
     root = (data.val_root or data.root) if split == "val" else data.root
     if root is not None:
         kwargs["root"] = root

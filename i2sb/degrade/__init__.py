@@ -24,8 +24,11 @@ The square case is exactly the authors' operator.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Any
 
 from torch import Tensor
 
@@ -58,6 +61,40 @@ TASKS: dict[str, Callable[..., Degradation]] = {
 MEASUREMENT_SCALES: dict[str, int] = {"sr4x_pool": SR_FACTOR, "sr4x_bicubic": SR_FACTOR}
 # Tasks that accept any size with ``pad=True`` (the DDRM JPEG, padded to 16 x 16 macroblocks like a codec).
 CODEC_PADDED = frozenset({"jpeg", "jpeg5", "jpeg10"})
+
+
+# Parameters a config must give (``task.params``): no silent default for what names the corruption's strength.
+REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"jpeg": ("quality",), "jpeg_libjpeg": ("quality",)}
+_SET_BY_CODE = frozenset({"name", "pad"})  # factory arguments the code sets, never a config
+
+
+def task_parameters(task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(required, optional)`` parameter names ``task`` takes from a config (``task.params``).
+
+    Optional ones are the factory's keyword arguments (those a ``partial`` in :data:`TASKS` fixes excluded,
+    e.g. ``jpeg5``'s quality); required ones are listed in :data:`REQUIRED_PARAMS`."""
+    _check_task(task)
+    factory = TASKS[task]
+    fixed = factory.keywords if isinstance(factory, partial) else {}
+    names = [p.name for p in list(inspect.signature(factory).parameters.values())[1:]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _SET_BY_CODE | set(fixed)]
+    required = REQUIRED_PARAMS.get(task, ())
+    return required, tuple(n for n in names if n not in required)
+
+
+def check_params(task: str, params: Mapping[str, Any], prefix: str = "") -> None:
+    """A one-line ``ValueError`` starting with ``prefix`` + the parameter's name if ``params`` lacks a required
+    parameter of ``task`` or has one it does not take (naming the closest valid one)."""
+    required, optional = task_parameters(task)
+    for name in required:
+        if params.get(name) is None:
+            raise ValueError(f"{prefix}{name}: required by degradation {task}; add {prefix}{name}=<value>")
+    for name in params:
+        if name not in required + optional:
+            close = difflib.get_close_matches(name, required + optional, n=1)
+            takes = f"did you mean {prefix}{close[0]}?" if close else \
+                f"it takes {', '.join(required + optional)}" if required + optional else "it takes none"
+            raise ValueError(f"{prefix}{name}: not a parameter of degradation {task}; {takes}")
 
 
 def _check_task(task: str) -> None:
@@ -106,12 +143,15 @@ def upsample_measurement(task: str, y: Tensor, **params) -> Tensor:
 __all__ = [
     "CODEC_PADDED",
     "MEASUREMENT_SCALES",
+    "REQUIRED_PARAMS",
     "TASKS",
     "Degradation",
     "ImageSize",
     "LinearOperator",
     "build",
     "build_any_size",
+    "check_params",
     "measurement_scale",
+    "task_parameters",
     "upsample_measurement",
 ]
