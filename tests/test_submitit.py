@@ -4,6 +4,7 @@ the job, which resumes and ends with the weights of an uninterrupted job, bit fo
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,3 +61,32 @@ def test_preempted_job_saves_requeues_and_resumes_exactly(tmp_path, executor):
         assert torch.equal(a["model"][key], b["model"][key]), key
         assert torch.equal(a["ema"]["state_dict"][key], b["ema"]["state_dict"][key]), key
     assert sys.modules["stop_train"].TrainJob is TrainJob
+
+
+@pytest.mark.slow
+def test_hydra_submitit_local_launcher_trains_two_ranks_and_a_rerun_resumes(tmp_path):
+    """The whole user path: ``i2sb-train -m hydra/launcher=submitit_local`` with 2 tasks (gloo): both ranks train
+    one job, whose directory holds the run; the same command with more steps (same job directory) resumes it."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(steps: int) -> None:
+        argv = ["-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+                "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=jpeg5", "task=jpeg5", "model=tiny",
+                "data=demo", "trainer=cpu", "trainer.batch_size=4", "trainer.microbatch=2",
+                f"trainer.max_steps={steps}", "trainer.eval_every=1000", "trainer.ckpt_every=1", "task.n_steps=100",
+                "logging.progress=false", "device=cpu"]
+        proc = subprocess.run([sys.executable, "-m", "i2sb.train", *argv], capture_output=True, text=True,
+                              env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run(2)
+    [job_dir] = [p.parent for p in sweep.glob("*/latest.pt")]
+    assert load_torch(job_dir / "latest.pt")["step"] == 2
+    logs = sorted((sweep / ".submitit").glob("*/*_log.out"))
+    assert [p.name.split("_")[1] for p in logs] == ["0", "1"]  # task 0 and task 1 of one job
+    run(4)
+    assert load_torch(job_dir / "latest.pt")["step"] == 4
+    rerun = sorted((sweep / ".submitit").glob("*/*_0_log.out"), key=lambda p: p.stat().st_mtime)[-1]
+    assert f"resumed from {job_dir / 'latest.pt'} at step 2" in rerun.read_text()

@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, TrainConfig, to_train_config
 from ..training.loop import TrainingError, train
+from ..training.stop import TrainingInterrupted
+from ..utils.device import resolve_device
 from .compose import group_options
 from .hydra_app import HydraTool, job_failed, output_dir, run
 from .hydra_errors import key_message
@@ -24,6 +26,8 @@ def train_job(cfg: DictConfig) -> None:
     cfg.run_dir = output_dir()
     try:
         train(cfg)
+    except TrainingInterrupted:  # Ctrl-C: latest.pt saved, the line saying so already printed
+        raise SystemExit(130) from None
     except TrainingError as err:
         job_failed(PROG, 1, str(err))
     except (ValueError, FileNotFoundError) as err:
@@ -39,7 +43,8 @@ def validate(cfg: DictConfig) -> TrainConfig:
 
 
 def check_inputs(cfg: TrainConfig) -> None:
-    """The files and folders a run reads exist (before Hydra creates the run directory)."""
+    """The device is here and the files and folders a run reads exist (before Hydra creates the run directory)."""
+    resolve_device(cfg.device)  # DeviceError (a ValueError): one line, exit 2
     folders = {"data.root": cfg.data.root, "data.val_root": cfg.data.val_root} \
         if cfg.data.kind in ("imagefolder", "paired") else {}
     files = {"model.init": cfg.model.init, "task.params.mask_file": cfg.task.params.get("mask_file")}
