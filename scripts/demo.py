@@ -10,7 +10,7 @@ Run with ``make demo`` (or ``.venv/bin/python scripts/demo.py``). For each task 
 5. writes ``runs/demo/<task>/side_by_side.png`` (columns: degraded | NFE 1 | NFE 10 | clean) and prints a table
    (also saved as ``runs/demo/results.md``).
 
-Everything runs on the CPU by default, in 7 to 15 minutes on 2 cores (see the README); ``--steps`` and
+Everything runs on the CPU by default, in 7 to 20 minutes on 2 cores (see the README); ``--steps`` and
 ``--tasks`` trade time for quality, extra ``key=value`` arguments go to ``i2sb-train``.
 """
 
