@@ -441,27 +441,24 @@ def machine_info(device: str) -> dict[str, Any]:
             "threads": cores, "torch": torch.__version__, "class": machine_class(device)}
 
 
+CPU_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")  # the flags that set a CPU's class, shown in tables
+
+
 def machine_class(device: str) -> str:
-    """The machine class that decides ``precision=auto`` (CPU flags or CUDA) and what auto chose."""
-    from i2sb.core.precision import resolve_precision
+    """The machine class that decides ``precision=auto`` (CUDA, or the CPU's flags), whether it runs bf16
+    natively (:func:`i2sb.core.precision.native_bf16`, what auto asks) and what auto chose."""
+    from i2sb.core.precision import native_bf16, resolve_precision
     from i2sb.utils.device import resolve_device
 
     resolved = resolve_device(device)
     if resolved.type == "cuda":
-        kind = f"CUDA (bf16 {'supported' if torch_bf16_cuda() else 'not supported'})"
+        kind = "CUDA"
     else:
         words = set(next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")),
                          "").split())
-        flags = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in words]
-        kind = "CPU " + (" ".join(flags) or "without AVX2") + (" (native bf16)" if {"amx_bf16", "avx512_bf16"} & words
-                                                              else " (no native bf16)")
-    return f"machine class: {kind}; precision=auto chose {resolve_precision('auto', resolved)}"
-
-
-def torch_bf16_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_bf16_supported()
+        kind = "CPU " + (" ".join(f for f in CPU_FLAGS if f in words) or "without AVX2")
+    native = "native bf16" if native_bf16(resolved) else "no native bf16"
+    return f"machine class: {kind} ({native}); precision=auto chose {resolve_precision('auto', resolved)}"
 
 
 if __name__ == "__main__":

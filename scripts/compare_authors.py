@@ -172,15 +172,11 @@ def collect(proc: subprocess.Popen, side: str, task: str) -> dict[str, Any]:
 
 
 def machine_line() -> str:
-    from i2sb.core.precision import resolve_precision
+    """This machine as the bench tables describe it: CPU, torch, and its class for ``precision=auto``."""
+    from bench import machine_info  # scripts/bench.py, beside this script
 
-    words = set(next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")),
-                     "").split())
-    flags = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in words]
-    model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                  if l.startswith("model name")), "?")
-    return f"{model}; CPU flags: {' '.join(flags) or 'none of avx2/avx512'}; precision=auto -> " \
-           f"{resolve_precision('auto', 'cpu')}; torch {torch.__version__}"
+    info = machine_info("cpu")
+    return f"{info['cpu']}, torch {info['torch']}; {info['class']}"
 
 
 def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:

@@ -1,7 +1,6 @@
 """Stopping training: Ctrl-C saves and exits 130, a second Ctrl-C aborts, SIGTERM/SIGUSR1 save and exit 0,
 handlers are scoped, a launcher's own handler (submitit's requeue) runs after the save, resume is exact."""
 
-import json
 import os
 import signal
 import subprocess
