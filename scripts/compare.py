@@ -21,8 +21,8 @@ with the same seed; the script writes ``results.csv``, ``results.md`` (a table, 
 Extra ``key=value`` arguments go to every ``i2sb-train`` run (e.g. ``trainer.lr=1e-3``). DDNM needs a linear
 task (SR, blur, inpainting, colorization); for JPEG it is left out. Default budget: ``model=small`` with 32
 channels and one residual block per level at 32 px, batch 8, 2000 steps per method (see ``--help``): on an
-idle 2-core CPU about 4-5 minutes of training per method (7-9 it/s) and under a minute for the NFE sweeps,
-so 15-20 minutes for one task; ``--steps`` scales it linearly.
+idle 2-core CPU with AVX512-BF16 (no AMX) about 4-5 minutes of training per method (7-9 it/s) and under a
+minute for the NFE sweeps, so 15-20 minutes for one task; ``--steps`` scales it linearly.
 """
 
 from __future__ import annotations
