@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from ..config import to_sample_config
 from ..restoration.folder import restore_folder
+from ..utils.allocator import reuse_freed_memory
 from .hydra_app import HydraTool, job_failed, run
 from .hydra_errors import key_message
 
@@ -18,6 +19,7 @@ PROG = "i2sb-sample"
 def sample_job(cfg: DictConfig) -> None:
     """Restore one folder (a plain top-level function, as Hydra's launchers need); exit status 1 when some
     images failed (each already reported), 2 for a usage error."""
+    reuse_freed_memory()  # faster CPU forwards (i2sb.utils.allocator)
     try:
         status = restore_folder(cfg)
     except (ValueError, FileNotFoundError) as err:

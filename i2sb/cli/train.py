@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import ConfigError, TrainConfig, to_train_config
 from ..training.loop import TrainingError, train
 from ..training.stop import TrainingInterrupted
+from ..utils.allocator import reuse_freed_memory
 from ..utils.device import resolve_device
 from .compose import group_options
 from .hydra_app import HydraTool, job_failed, output_dir, run
@@ -24,6 +25,7 @@ def train_job(cfg: DictConfig) -> None:
     """One training run (a plain top-level function: Hydra's submitit launcher pickles it). ``run_dir`` is
     Hydra's output directory, so ``run_dir=``, ``hydra.run.dir=`` and a sweep's job directories agree."""
     cfg.run_dir = output_dir()
+    reuse_freed_memory()  # ~10-20 % faster CPU steps (i2sb.utils.allocator)
     try:
         train(cfg)
     except TrainingInterrupted:  # Ctrl-C: latest.pt saved, the line saying so already printed
