@@ -48,7 +48,6 @@ import functools
 import importlib
 import importlib.util
 import logging
-import math
 import os
 import pickle
 import random

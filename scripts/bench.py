@@ -5,6 +5,7 @@
     python scripts/bench.py --sections train --compile --json bench.json
     python scripts/bench.py --sections quality --ckpt runs/demo/jpeg5     # bf16 vs fp32 restorations (PSNR)
     python scripts/bench.py --sections train,sample --authors ~/src/I2SB  # + the authors' step and sampler
+    python scripts/bench.py --sections train --only "fp32 fused,default" --rounds 4 --authors ~/src/I2SB
 
 ``--authors PATH`` (a clone of https://github.com/NVlabs/I2SB; needs ``pip install torch-ema``) adds their
 training iteration (``Runner.train``'s loop body) and their NFE-n sampler (``Runner.ddpm_sampling``) on the same
@@ -15,7 +16,8 @@ Every variant runs in its own subprocess (clean peak-memory numbers, no cross-ta
 the table shows medians with the spread (min–max) over the repeats; training variants are measured in
 interleaved rounds (``--rounds``) so that slow drifts of the machine hit every variant alike. Training steps
 go through the library's own ``Trainer.train_step`` (degradation, Eq. 11, forward, backward, AdamW, EMA),
-so the "default" row is exactly what ``i2sb-train`` runs. Memory: peak RSS growth over the training steps
+so the "default" row is exactly what ``i2sb-train`` runs (also its allocator setting, ``i2sb.utils.allocator``;
+the authors' workers keep glibc's defaults, and one row of ours shows those). Memory: peak RSS growth over the training steps
 (activations, gradients, optimizer state) on CPU, ``max_memory_allocated`` on CUDA. The sampler's overhead
 is ``time(sample at NFE n) / (n x time(one forward))``, each sampling run paired with n forwards timed
 right after it (the median of the ratios, so machine drift cancels).
@@ -36,9 +38,12 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from i2sb.utils.allocator import reuse_freed_memory  # noqa: E402  (after the path: runs from a checkout)
+
 TRAIN_VARIANTS: dict[str, dict[str, Any]] = {
     "fp32 eager (baseline)": {"precision": "fp32", "fused_optimizer": False},
     "fp32 fused AdamW": {"precision": "fp32"},
+    "fp32 fused AdamW, glibc malloc defaults": {"precision": "fp32", "malloc": "system"},
     "fp32 channels_last": {"precision": "fp32", "channels_last": True},
     "bf16 autocast": {"precision": "bf16"},
     "bf16 channels_last": {"precision": "bf16", "channels_last": True},
@@ -173,7 +178,7 @@ def sampling_rows(sample_at: Callable[[int], Any], forward: Callable[[], Any], a
                   sync: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Forward time and, per NFE, images/s and the overhead ``time(sample) / (n x time(forward))``."""
     rows = {"forward": summary(timed(forward, args.warmup, args.repeats, sync))}
-    for nfe in SAMPLE_NFES:
+    for nfe in args.sample_nfes:
         reps = max(1, args.repeats if nfe <= 10 else args.repeats // 3)
         sample_times, ratios = [], []
         for _ in range(reps):  # each sampling run is paired with nfe bare forwards timed right after it
@@ -279,6 +284,7 @@ def quality_table(q: dict[str, Any]) -> list[str]:
 WORKERS = {"train": train_worker, "sample": sample_worker, "data": data_worker, "quality": quality_worker,
            "authors_train": authors_train_worker, "authors_sample": authors_sample_worker}
 AUTHORS = "authors' code (NVlabs/I2SB, fp32)"
+OUR_WORKERS = ("train", "sample", "data", "quality")
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -293,7 +299,8 @@ def run_worker(args: argparse.Namespace, section: str, param: Any) -> dict[str, 
 
 def forward_args(args: argparse.Namespace) -> list[str]:
     out = ["--model", args.model, "--batch", str(args.batch), "--device", args.device, "--task", args.task,
-           "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--quality-nfe", str(args.quality_nfe)]
+           "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--quality-nfe", str(args.quality_nfe),
+           "--sample-nfes", ",".join(map(str, args.sample_nfes))]
     if args.size:
         out += ["--size", str(args.size)]
     if args.ckpt:
@@ -341,17 +348,18 @@ def train_table(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def sample_table(results: dict[str, dict[str, Any]]) -> list[str]:
-    authors = results.get(AUTHORS, {}).get("nfe10")
-    lines = ["| restoration | forward ms | " + " | ".join(f"NFE {n} img/s (overhead)" for n in SAMPLE_NFES)
-             + " | NFE 10 speed × authors |", "|---|--:|" + "--:|" * (len(SAMPLE_NFES) + 1)]
+def sample_table(results: dict[str, dict[str, Any]], nfes: tuple[int, ...] = SAMPLE_NFES) -> list[str]:
+    ref = 10 if 10 in nfes else max(nfes)
+    authors = results.get(AUTHORS, {}).get(f"nfe{ref}")
+    lines = ["| restoration | forward ms | " + " | ".join(f"NFE {n} img/s (overhead)" for n in nfes)
+             + f" | NFE {ref} speed × authors |", "|---|--:|" + "--:|" * (len(nfes) + 1)]
     for name, r in results.items():
         if "error" in r:
             lines.append(f"| {name} | failed: {r['error']} |")
             continue
-        cells = [f"{r[f'nfe{n}']['images_per_s']:.2f} ({r[f'nfe{n}']['overhead']:.3f})" for n in SAMPLE_NFES]
+        cells = [f"{r[f'nfe{n}']['images_per_s']:.2f} ({r[f'nfe{n}']['overhead']:.3f})" for n in nfes]
         lines.append(f"| {name} | {ms(r['forward']['median_s'])} | " + " | ".join(cells)
-                     + f" | {speed_ratio(authors, r['nfe10'])} |")
+                     + f" | {speed_ratio(authors, r[f'nfe{ref}'])} |")
     return lines
 
 
@@ -374,6 +382,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the training variants")
     parser.add_argument("--sections", default="train,sample,data", help="comma list of train,sample,data,quality")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
+    parser.add_argument("--only", default=None, metavar="NAMES",
+                        help="comma list: time only the training variants whose name contains one of these")
+    parser.add_argument("--sample-nfes", default=",".join(map(str, SAMPLE_NFES)), metavar="N,N",
+                        help="NFEs the restoration section times")
     parser.add_argument("--workers", default="0,2", help="data loader worker counts to compare")
     parser.add_argument("--ckpt", default=None, help="trained checkpoint for the quality section")
     parser.add_argument("--quality-nfe", type=int, default=10)
@@ -383,9 +395,13 @@ def main() -> int:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--param", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.sample_nfes = tuple(int(n) for n in str(args.sample_nfes).split(","))
 
     if args.worker:  # child process: one measurement, printed as the last line of JSON
         param = json.loads(args.param) if args.param else None
+        system_malloc = isinstance(param, dict) and param.pop("malloc", None) == "system"
+        if args.worker in OUR_WORKERS and not system_malloc:
+            reuse_freed_memory()  # as i2sb-train and i2sb-sample do; the authors' workers keep glibc's defaults
         print(json.dumps(WORKERS[args.worker](args, param) if args.worker != "quality" else WORKERS["quality"](args)))
         return 0
 
@@ -398,6 +414,9 @@ def main() -> int:
         variants = dict(TRAIN_VARIANTS)
         if args.compile:
             variants.update(COMPILE_VARIANTS)
+        if args.only:
+            keep = [part.strip() for part in args.only.split(",")]
+            variants = {name: v for name, v in variants.items() if any(k in name for k in keep)}
         if args.authors:
             variants[AUTHORS] = {"authors": True}
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
@@ -412,7 +431,7 @@ def main() -> int:
         results["sample"] = {p: run_worker(args, "sample", p) for p in ("fp32", "bf16")}
         if args.authors:
             results["sample"][AUTHORS] = run_worker(args, "authors_sample", None)
-        print("\n".join(sample_table(results["sample"])) + "\n", flush=True)
+        print("\n".join(sample_table(results["sample"], args.sample_nfes)) + "\n", flush=True)
     if "data" in sections:
         results["data"] = {f"{w} workers": run_worker(args, "data", int(w)) for w in args.workers.split(",")}
         print("\n".join(data_table(results["data"])) + "\n", flush=True)

@@ -3,6 +3,8 @@
     .venv/bin/python scripts/compare_authors.py --authors ~/src/I2SB            # jpeg10 and sr4x_bicubic, 10 min
     .venv/bin/python scripts/compare_authors.py --authors ~/src/I2SB --minutes 2 --tasks jpeg10
     .venv/bin/python scripts/compare_authors.py --authors ~/src/I2SB trainer.lr=5e-4   # our recipe, changed
+    .venv/bin/python scripts/compare_authors.py --authors ~/src/I2SB \
+        --ours trainer.precision=fp32 --ours trainer.precision=auto                      # two of ours, one column each
 
 PATH is a clone of https://github.com/NVlabs/I2SB (``pip install torch-ema``); their code runs unmodified through
 ``scripts/authors_adapter.py`` (their ``Runner.train`` loop body and ``Runner.ddpm_sampling``). For each task
@@ -18,8 +20,9 @@ both sides get:
   validation grid), degraded by the task with a fixed seed, restored with the EMA weights at each ``--nfe``
   (theirs: ``Runner.ddpm_sampling``; ours: :class:`i2sb.restoration.Restorer`), PSNR in dB.
 
-By default the two trainings run at the same time with one thread each (``--threads``), so drifts of the
-machine hit both alike; ``--sequential`` runs them one after the other with ``--threads`` each. The table
+Each ``--ours "key=value ..."`` adds a column of ours with those overrides (default: one column, the trailing
+overrides). By default all trainings of a task run at the same time with one thread each (``--threads``), so
+drifts of the machine hit all alike; ``--sequential`` runs them one after the other with ``--threads`` each. The table
 (``results.md``, also printed) names the CPU's flags and what ``precision=auto`` chose on it.
 """
 
@@ -53,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sequential", action="store_true", help="train one side after the other")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/compare_authors"))
+    p.add_argument("--ours", action="append", metavar="OVERRIDES",
+                   help="a column of ours: space-separated key=value overrides (repeat for several)")
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     p.add_argument("--task", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="i2sb-train key=value overrides for our side")
@@ -151,6 +156,9 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     batches = clean_batches(cfg)
     seconds = 60 * args.minutes
     if args.worker == "ours":
+        from i2sb.utils.allocator import reuse_freed_memory
+
+        reuse_freed_memory()  # as i2sb-train does; the authors' side keeps glibc's defaults
         restore, log = train_ours(cfg, batches, seconds)
     else:
         restore, log = train_authors(args, cfg, batches, seconds)
@@ -158,16 +166,33 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------- driver
-def launch(args: argparse.Namespace, side: str, task: str, argv: list[str]) -> subprocess.Popen:
-    log = open(args.out / f"{side}_{task}.log", "w")
-    cmd = [sys.executable, __file__, *argv, "--worker", side, "--task", task]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+def columns(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
+    """Column label -> (worker side, our overrides): the authors' code, then each ``--ours`` variant."""
+    variants = [v.split() for v in args.ours] if args.ours else [args.overrides]
+    cols = {"authors": ("authors", [])}
+    for i, overrides in enumerate(variants):
+        cols["ours" if i == 0 else f"ours{i + 1}"] = ("ours", overrides)
+    return cols
 
 
-def collect(proc: subprocess.Popen, side: str, task: str) -> dict[str, Any]:
+def worker_argv(args: argparse.Namespace, side: str, task: str, overrides: list[str]) -> list[str]:
+    """The command line of one worker: this run's settings, one side, one task, its overrides."""
+    argv = ["--authors", str(args.authors), "--minutes", str(args.minutes), "--nfe", *map(str, args.nfe),
+            "--size", str(args.size), "--batch", str(args.batch), "--authors-lr", str(args.authors_lr),
+            "--threads", str(args.threads), "--seed", str(args.seed), "--out", str(args.out)]
+    return [sys.executable, __file__, *argv, "--worker", side, "--task", task, *overrides]
+
+
+def launch(args: argparse.Namespace, name: str, task: str) -> subprocess.Popen:
+    side, overrides = columns(args)[name]
+    log = open(args.out / f"{name}_{task}.log", "w")
+    return subprocess.Popen(worker_argv(args, side, task, overrides), stdout=subprocess.PIPE, stderr=log, text=True)
+
+
+def collect(proc: subprocess.Popen, name: str, task: str) -> dict[str, Any]:
     out, _ = proc.communicate()
     if proc.returncode != 0:
-        return {"error": f"{side} on {task} failed (exit {proc.returncode}); see its .log"}
+        return {"error": f"{name} on {task} failed (exit {proc.returncode}); see {name}_{task}.log"}
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -181,18 +206,21 @@ def machine_line() -> str:
 
 def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
     nfes = " / ".join(f"NFE {n}" for n in args.nfe)
-    lines = [f"| task | degraded | authors' code, lr {args.authors_lr:g}: {nfes} | i2sb ({' '.join(args.overrides) or 'trainer=cpu'}): {nfes} |",
-             "|---|--:|--:|--:|"]
+    cols = columns(args)
+    heads = [f"authors' code, lr {args.authors_lr:g}"] + [f"i2sb {' '.join(o) or 'trainer=cpu'}"
+                                                          for side, o in cols.values() if side == "ours"]
+    lines = ["| task | degraded | " + " | ".join(f"{h}: {nfes} (steps)" for h in heads) + " |",
+             "|---|--:|" + "--:|" * len(heads)]
     for task, sides in results.items():
-        cells, best = [], {n: max(sides[s].get(f"nfe{n}", float("-inf")) for s in SIDES) for n in args.nfe}
-        for side in SIDES:
-            r = sides[side]
+        best = {n: max(r.get(f"nfe{n}", float("-inf")) for r in sides.values()) for n in args.nfe}
+        cells = []
+        for r in sides.values():
             if "error" in r:
                 cells.append(r["error"])
                 continue
             values = [(f"**{r[f'nfe{n}']:.2f}**" if r[f"nfe{n}"] == best[n] else f"{r[f'nfe{n}']:.2f}") for n in args.nfe]
-            cells.append(" / ".join(values) + f" ({r['steps']} steps, {r['precision']})")
-        degraded = next((f"{sides[s]['input']:.2f}" for s in SIDES if "input" in sides[s]), "-")
+            cells.append(" / ".join(values) + f" ({r['steps']}, {r['precision']})")
+        degraded = next((f"{r['input']:.2f}" for r in sides.values() if "input" in r), "-")
         lines.append(f"| {task} | {degraded} | " + " | ".join(cells) + " |")
     mode = "one after the other" if args.sequential else "at the same time"
     return "\n".join(lines) + (f"\n\n{args.minutes:g} minutes of training steps each, {mode}, {args.threads} "
@@ -201,20 +229,19 @@ def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     for task in args.tasks:
-        print(f"[compare-authors] {task}: training both sides for {args.minutes:g} min", flush=True)
+        print(f"[compare-authors] {task}: training {len(columns(args))} models for {args.minutes:g} min", flush=True)
         if args.sequential:
-            results[task] = {side: collect(launch(args, side, task, argv), side, task) for side in SIDES}
+            results[task] = {name: collect(launch(args, name, task), name, task) for name in columns(args)}
         else:
-            procs = {side: launch(args, side, task, argv) for side in SIDES}
-            results[task] = {side: collect(proc, side, task) for side, proc in procs.items()}
+            procs = {name: launch(args, name, task) for name in columns(args)}
+            results[task] = {name: collect(proc, name, task) for name, proc in procs.items()}
         print(f"[compare-authors] {task}: {json.dumps(results[task])}", flush=True)
     text = table(args, results)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
