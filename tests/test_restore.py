@@ -392,7 +392,7 @@ def test_an_image_restores_to_the_same_bits_alone_in_a_folder_with_any_batch_and
     for label, source, extra in [("folder_b1", folder, ["batch_size=1"]), ("folder_b4", folder, ["batch_size=4"]),
                                  ("alone", single, [])]:
         code, _, err = run_cli(capsys, f"ckpt={run}", f"input={source}", f"mask={masks}", "nfe=3", "seed=7",
-                               f"output={tmp_path / label}", "n_samples=2", *extra)
+                               f"output={tmp_path / label}", "n_samples=2", "precision=fp32", *extra)
         assert code == 0, err
         outputs[label] = [rgb(tmp_path / label / "sub" / f"c_s{k}.png") for k in (0, 1)]
     for label in ("folder_b4", "alone"):
@@ -401,7 +401,8 @@ def test_an_image_restores_to_the_same_bits_alone_in_a_folder_with_any_batch_and
     assert np.abs(outputs["alone"][0].astype(int) - outputs["alone"][1]).max() > 0  # the samples differ
     x1 = torch.from_numpy(rgb(folder / "sub" / "c.png").copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
     mask = torch.from_numpy(hole / 255.0).float()[None, None]
-    api = i2sb.load(run).restore(x1, mask=mask, nfe=3, generator=[image_generator(7, "sub/c.png", 1)])
+    # fp32: bf16 kernels may round differently for another batch size on some CPUs (AVX512-BF16 without AMX)
+    api = i2sb.load(run).restore(x1, mask=mask, nfe=3, generator=[image_generator(7, "sub/c.png", 1)], precision="fp32")
     expected = ((api[0].permute(1, 2, 0) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
     np.testing.assert_array_equal(outputs["alone"][1], expected)
 
