@@ -16,11 +16,12 @@ Every variant runs in its own subprocess (clean peak-memory numbers, no cross-ta
 the table shows medians with the spread (min–max) over the repeats; training variants are measured in
 interleaved rounds (``--rounds``) so that slow drifts of the machine hit every variant alike. Training steps
 go through the library's own ``Trainer.train_step`` (degradation, Eq. 11, forward, backward, AdamW, EMA),
-so the "default" row is exactly what ``i2sb-train`` runs (also its allocator setting, ``i2sb.utils.allocator``;
-the authors' workers keep glibc's defaults, and one row of ours shows those). Memory: peak RSS growth over the training steps
-(activations, gradients, optimizer state) on CPU, ``max_memory_allocated`` on CUDA. The sampler's overhead
-is ``time(sample at NFE n) / (n x time(one forward))``, each sampling run paired with n forwards timed
-right after it (the median of the ratios, so machine drift cancels).
+so the "default" row is exactly what ``i2sb-train`` runs (also its allocator setting,
+``i2sb.utils.allocator``; the authors' workers keep glibc's defaults, and one row of ours shows those).
+Memory: peak RSS growth over the training steps (activations, gradients, optimizer state) on CPU,
+``max_memory_allocated`` on CUDA. The sampler's overhead is ``time(sample at NFE n) / (n x time(one
+forward))``, each sampling run paired with n forwards timed right after it (the median of the ratios, so
+machine drift cancels).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 With glibc's defaults every tensor above the dynamic mmap threshold is a fresh ``mmap`` that the kernel
 zero-fills page by page on first touch and unmaps when freed; a U-Net forward allocates and frees its
-activations every call, so a CPU forward spends 10-20 % of its time in page faults (``scripts/bench.py``:
-~60 000 minor faults per forward of ``model=small`` at batch 8). Raising the mmap threshold to its maximum
+activations every call, so a CPU forward spends 10-20 % of its time in page faults (~60 000 minor faults
+per forward of ``model=small`` at batch 8 on a 2-core AMD EPYC; ``scripts/bench.py`` times both settings). Raising the mmap threshold to its maximum
 and never trimming the heap lets freed activations be reused as they are, as jemalloc/tcmalloc do.
 
 The command-line tools call :func:`reuse_freed_memory` once per process; library code never does (it is a
