@@ -6,6 +6,8 @@
     python scripts/bench.py --sections quality --ckpt runs/demo/jpeg5     # bf16 vs fp32 restorations (PSNR)
     python scripts/bench.py --sections train,sample --authors ~/src/I2SB  # + the authors' step and sampler
     python scripts/bench.py --sections train --only "fp32 fused,default" --rounds 4 --authors ~/src/I2SB
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python scripts/bench.py ...
+                                                  # an AVX512 CPU run as an AVX2-only one (the header says so)
 
 ``--authors PATH`` (a clone of https://github.com/NVlabs/I2SB; needs ``pip install torch-ema``) adds their
 training iteration (``Runner.train``'s loop body) and their NFE-n sampler (``Runner.ddpm_sampling``) on the same
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -53,6 +56,7 @@ TRAIN_VARIANTS: dict[str, dict[str, Any]] = {
     "default (trainer=default)": {},
 }
 COMPILE_VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32 torch.compile": {"precision": "fp32", "compile": True},
     "bf16 torch.compile": {"precision": "bf16", "compile": True},
 }
 SAMPLE_NFES = (1, 5, 10, 100)
@@ -384,7 +388,8 @@ def main() -> int:
     parser.add_argument("--sections", default="train,sample,data", help="comma list of train,sample,data,quality")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     parser.add_argument("--only", default=None, metavar="NAMES",
-                        help="comma list: time only the training variants whose name contains one of these")
+                        help="comma list: time only the training variants whose name contains one of these "
+                             "(and the restoration precisions, fp32 | bf16, that one of them names)")
     parser.add_argument("--sample-nfes", default=",".join(map(str, SAMPLE_NFES)), metavar="N,N",
                         help="NFEs the restoration section times")
     parser.add_argument("--workers", default="0,2", help="data loader worker counts to compare")
@@ -407,6 +412,7 @@ def main() -> int:
         return 0
 
     sections = args.sections.split(",")
+    only = [part.strip() for part in args.only.split(",")] if args.only else []
     results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "param", "json")}}
     results["machine"] = machine_info(args.device)
     print(f"# i2sb bench — {results['machine']['description']}; model={args.model} batch={args.batch}\n"
@@ -415,9 +421,8 @@ def main() -> int:
         variants = dict(TRAIN_VARIANTS)
         if args.compile:
             variants.update(COMPILE_VARIANTS)
-        if args.only:
-            keep = [part.strip() for part in args.only.split(",")]
-            variants = {name: v for name, v in variants.items() if any(k in name for k in keep)}
+        if only:
+            variants = {name: v for name, v in variants.items() if any(k in name for k in only)}
         if args.authors:
             variants[AUTHORS] = {"authors": True}
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
@@ -429,7 +434,8 @@ def main() -> int:
         results["train"] = {name: merge_rounds(runs, args.batch) for name, runs in rounds.items()}
         print("\n".join(train_table(results["train"])) + "\n", flush=True)
     if "sample" in sections:
-        results["sample"] = {p: run_worker(args, "sample", p) for p in ("fp32", "bf16")}
+        precisions = [p for p in ("fp32", "bf16") if not only or any(p in k for k in only)]
+        results["sample"] = {p: run_worker(args, "sample", p) for p in precisions}
         if args.authors:
             results["sample"][AUTHORS] = run_worker(args, "authors_sample", None)
         print("\n".join(sample_table(results["sample"], args.sample_nfes)) + "\n", flush=True)
@@ -476,9 +482,16 @@ def machine_class(device: str) -> str:
     else:
         words = set(next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")),
                          "").split())
-        kind = "CPU " + (" ".join(f for f in CPU_FLAGS if f in words) or "without AVX2")
+        kind = "CPU " + (" ".join(f for f in CPU_FLAGS if f in words) or "without AVX2") + kernel_caps()
     native = "native bf16" if native_bf16(resolved) else "no native bf16"
     return f"machine class: {kind} ({native}); precision=auto chose {resolve_precision('auto', resolved)}"
+
+
+def kernel_caps() -> str:
+    """The instruction-set caps set in the environment (they make this CPU run as a lesser class), or ''."""
+    names = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+    caps = [f"{name}={os.environ[name]}" for name in names if os.environ.get(name)]
+    return f", kernels capped: {' '.join(caps)}" if caps else ""
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from helpers import tiny_config
@@ -135,3 +139,11 @@ def test_auto_precision_resolves_per_device(tmp_path, monkeypatch):
         precision.resolve_precision("fp8", "cpu")
     t = Trainer(to_train_config(tiny_config(tmp_path, trainer={"precision": "auto"})), CPU)
     assert t.cfg.trainer.precision == "fp32"  # resolved for this device when the trainer is built
+
+
+def test_auto_precision_is_fp32_when_onednn_is_capped_below_bf16():
+    """A CPU with AVX512-BF16 whose oneDNN is capped at AVX2 runs bf16 convolutions emulated: auto -> fp32."""
+    code = "from i2sb.core.precision import resolve_precision as r; print(r('auto', 'cpu'))"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "fp32"

@@ -11,14 +11,27 @@ PRECISIONS = ("auto", *AUTOCAST_DTYPES)
 
 
 def native_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` runs bfloat16 natively (CUDA with bf16 support; CPUs with AVX512-BF16 or AMX)."""
+    """Whether ``device`` runs bfloat16 natively: CUDA with bf16 support; a CPU with AVX512-BF16 or AMX
+    whose oneDNN may use them (``ONEDNN_MAX_CPU_ISA=AVX2`` caps oneDNN below bf16, and autocast's
+    convolutions then emulate bf16, slower than fp32)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+        return _cpu_has_bf16() and _onednn_runs_bf16()
     return False
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU's instruction set has bf16 arithmetic (AVX512-BF16 or AMX), from cpuinfo."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _onednn_runs_bf16() -> bool:
+    """Whether oneDNN, at the instruction set it may use on this machine, has bf16 kernels."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None and torch.backends.mkldnn.is_available() else False
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
