@@ -89,6 +89,8 @@ class TrainerConfig:
     weight_decay: float = 0.0
     lr_gamma: float = 0.99
     lr_step: int = 1000
+    lr_warmup: int = 0  # linear warm-up of the learning rate over this many steps (0: none, as the authors)
+    adam_beta2: float = 0.999  # AdamW's second-moment decay (the authors': torch's default)
     ema: float = 0.99
     ema_warmup: bool = True  # torch_ema's decay = min(ema, (1 + n) / (10 + n)), as the authors
     max_steps: int = 1_000_000
@@ -173,8 +175,11 @@ def _check_values(cfg: TrainConfig) -> None:
     for key in ("batch_size", "microbatch", "max_steps", "lr_step", "ckpt_every", "eval_every", "log_every"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"config key 'trainer.{key}': must be positive, got {getattr(t, key)}")
-    if not 0.0 <= t.ema < 1.0:
-        raise ConfigError(f"config key 'trainer.ema': must be in [0, 1), got {t.ema}")
+    for key in ("ema", "adam_beta2"):
+        if not 0.0 <= getattr(t, key) < 1.0:
+            raise ConfigError(f"config key 'trainer.{key}': must be in [0, 1), got {getattr(t, key)}")
+    if t.lr_warmup < 0:
+        raise ConfigError(f"config key 'trainer.lr_warmup': must be >= 0 (0: no warm-up), got {t.lr_warmup}")
     if cfg.task.n_steps < 2 or cfg.task.n_steps % 2:
         raise ConfigError(f"config key 'task.n_steps': must be an even integer >= 2, got {cfg.task.n_steps}")
     if cfg.data.kind in ("imagefolder", "paired") and not cfg.data.root:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import group, tiny_config
 
-from i2sb.config import ConfigError, to_train_config
+from i2sb.config import ConfigError, TrainerConfig, to_train_config
 from i2sb.methods import BridgeMethod, make_pair, task_degradation
 from i2sb.nets.guided_diffusion import load_adm_init
 from i2sb.restoration.checkpoints import FORMAT
@@ -121,20 +121,49 @@ def test_run_writes_state_and_metrics(tmp_path, capsys):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("task", ["jpeg5", "inpaint_center"])
-def test_resume_gives_the_same_weights(tmp_path, task):
+@pytest.mark.parametrize("task, warmup", [("jpeg5", 0), ("inpaint_center", 0), ("jpeg5", 3)])
+def test_resume_gives_the_same_weights(tmp_path, task, warmup):
     """4 steps in one go == 2 steps, stop, resume for 2 more (same command), bit for bit on CPU."""
     full = tmp_path / "full"
-    train(tiny_config(full, task=task, trainer={"max_steps": 4}))
+    train(tiny_config(full, task=task, trainer={"max_steps": 4, "lr_warmup": warmup}))
     split = tmp_path / "split"
-    train(tiny_config(split, task=task, trainer={"max_steps": 2}))
-    summary = train(tiny_config(split, task=task, trainer={"max_steps": 4}))
+    train(tiny_config(split, task=task, trainer={"max_steps": 2, "lr_warmup": warmup}))
+    summary = train(tiny_config(split, task=task, trainer={"max_steps": 4, "lr_warmup": warmup}))
     assert summary["step"] == 4
     a, b = load_torch(full / "latest.pt"), load_torch(split / "latest.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
         assert torch.equal(a["ema"]["state_dict"][key], b["ema"]["state_dict"][key]), key
     assert a["lr_scheduler"] == b["lr_scheduler"]
+
+
+def test_learning_rate_warms_up_linearly_under_the_step_decay(tmp_path):
+    """lr_warmup=4, lr_step=3, gamma 0.5: step k runs at lr * min(1, (k+1)/4) * 0.5 ** (k // 3)."""
+    cfg = to_train_config(tiny_config(tmp_path, trainer={"lr": 1e-3, "lr_warmup": 4, "lr_step": 3,
+                                                         "lr_gamma": 0.5, "adam_beta2": 0.99}))
+    trainer = Trainer(cfg, CPU)
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+    deg, batch, rates = degradation(cfg), demo_batch(2), []
+    for _ in range(7):
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.train_step([batch, batch], deg)
+    expected = [1e-3 * min(1, (k + 1) / 4) * 0.5 ** (k // 3) for k in range(7)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+
+
+def test_without_warm_up_the_optimiser_is_the_authors(tmp_path):
+    """trainer=default (and the schema): torch's AdamW betas and StepLR, as their checkpoints and ours before."""
+    assert group("trainer", "default")["adam_beta2"] == TrainerConfig().adam_beta2 == 0.999
+    assert group("trainer", "cpu")["adam_beta2"] == 0.99  # the small-budget recipe (README, equal budget)
+    trainer = Trainer(to_train_config(tiny_config(tmp_path, trainer={"adam_beta2": 0.999})), CPU)
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.9, 0.999)
+    assert isinstance(trainer.scheduler, torch.optim.lr_scheduler.StepLR)
+
+
+@pytest.mark.parametrize("key, value", [("adam_beta2", 1.0), ("adam_beta2", -0.1), ("lr_warmup", -1)])
+def test_optimiser_settings_out_of_range_name_the_key(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=f"trainer.{key}"):
+        to_train_config(tiny_config(tmp_path, trainer={key: value}))
 
 
 def test_resume_refuses_a_different_network(tmp_path):

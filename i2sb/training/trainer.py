@@ -1,10 +1,10 @@
 """One rank's training state (:class:`Trainer`) and one optimiser step of Algorithm 1.
 
 Per optimiser step, each rank accumulates gradients over ``batch_size / (world_size * microbatch)``
-microbatches (loss divided accordingly, DDP gradient sync on the last microbatch only), then AdamW,
-StepLR and the EMA advance. Every random draw of step ``k`` (t, X_t noise, masks, x1 noise, dropout)
-comes from generators seeded with ``(seed, rank, k)``, so a run resumed from ``latest.pt`` continues
-exactly as the uninterrupted run would have.
+microbatches (loss divided accordingly, DDP gradient sync on the last microbatch only), then AdamW, the
+learning-rate schedule (StepLR, optionally under a linear warm-up) and the EMA advance. Every random draw
+of step ``k`` (t, X_t noise, masks, x1 noise, dropout) comes from generators seeded with ``(seed, rank,
+k)``, so a run resumed from ``latest.pt`` continues exactly as the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -46,12 +46,30 @@ def build_unet(cfg: TrainConfig) -> UNet:
 
 
 def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device):
-    """AdamW + StepLR with the authors' defaults; fused AdamW where the device supports it."""
+    """AdamW + StepLR with the authors' defaults; fused AdamW where the device supports it.
+
+    With ``lr_warmup`` > 0 the rate of step ``k`` is ``lr * min(1, (k + 1) / lr_warmup) * lr_gamma **
+    (k // lr_step)``: StepLR's decay under a linear warm-up (a LambdaLR; StepLR itself otherwise, so runs
+    without warm-up resume from older checkpoints).
+    """
     t = cfg.trainer
     fused = t.fused_optimizer and device.type in ("cuda", "cpu")
-    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=fused or None)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.lr_step, gamma=t.lr_gamma)
-    return optimizer, scheduler
+    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay,
+                                  fused=fused or None)
+    if t.lr_warmup <= 0:
+        return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.lr_step, gamma=t.lr_gamma)
+    factor = _WarmupStepFactor(t.lr_warmup, t.lr_step, t.lr_gamma)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _WarmupStepFactor:
+    """The learning-rate factor of step ``k``: a linear warm-up times StepLR's ``gamma ** (k // step)``."""
+
+    def __init__(self, warmup: int, step: int, gamma: float):
+        self.warmup, self.step, self.gamma = warmup, step, gamma
+
+    def __call__(self, k: int) -> float:
+        return min(1.0, (k + 1) / self.warmup) * self.gamma ** (k // self.step)
 
 
 def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
