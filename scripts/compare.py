@@ -12,7 +12,7 @@ with the same seed; the script writes ``results.csv``, ``results.md`` (a table, 
 ``figure8.png`` (PSNR and SSIM against NFE on a log axis, the degraded input as a dashed line) and
 ``samples_nfe{N}.png`` (rows: images; columns: degraded | I2SB | Palette | DDNM | clean) into ``--out``.
 
-    .venv/bin/python scripts/compare.py                        # demo photos, sr4x_pool, ~15-20 min on 2 CPU cores
+    .venv/bin/python scripts/compare.py                        # demo photos, sr4x_pool, ~17 min on 2 CPU cores
     .venv/bin/python scripts/compare.py --task inpaint_center --steps 3000 --device cuda
     .venv/bin/python scripts/compare.py --train photos/train --val photos/val
     .venv/bin/python scripts/compare.py --i2sb runs/sr --palette runs/sr_palette --prior runs/sr_ddpm   # no training
@@ -21,8 +21,8 @@ with the same seed; the script writes ``results.csv``, ``results.md`` (a table, 
 Extra ``key=value`` arguments go to every ``i2sb-train`` run (e.g. ``trainer.lr=1e-3``). DDNM needs a linear
 task (SR, blur, inpainting, colorization); for JPEG it is left out. Default budget: ``model=small`` with 32
 channels and one residual block per level at 32 px, batch 8, 2000 steps per method (see ``--help``): on an
-idle 2-core CPU with AVX512-BF16 (no AMX) about 4-5 minutes of training per method (7-9 it/s) and under a
-minute for the NFE sweeps, so 15-20 minutes for one task; ``--steps`` scales it linearly.
+idle 2-core CPU with AVX512-BF16 (no AMX) about 5-6 minutes of training per method (5.7-6.4 it/s,
+2026-12-03) and under a minute for the NFE sweeps, so 17 minutes for one task; ``--steps`` scales it linearly.
 """
 
 from __future__ import annotations
