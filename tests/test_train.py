@@ -172,6 +172,16 @@ def test_resume_refuses_a_different_network(tmp_path):
         train(tiny_config(tmp_path, model={"model_channels": 64}, trainer={"max_steps": 2}))
 
 
+@pytest.mark.parametrize("before, after", [(0, 3), (3, 0), (3, 5)])
+def test_resume_refuses_a_different_warm_up(tmp_path, before, after):
+    """The warm-up lives in the saved schedule: a changed lr_warmup is refused, the checkpoint left as it was."""
+    train(tiny_config(tmp_path, trainer={"max_steps": 2, "lr_warmup": before}))
+    saved = (tmp_path / "latest.pt").read_bytes()
+    with pytest.raises(ConfigError, match=f"'trainer.lr_warmup' was {before} in the checkpoint but is {after} now"):
+        train(tiny_config(tmp_path, trainer={"max_steps": 4, "lr_warmup": after}))
+    assert (tmp_path / "latest.pt").read_bytes() == saved
+
+
 def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     real = BridgeMethod.loss
     poisoned = {2, 3}  # optimiser steps whose loss is NaN

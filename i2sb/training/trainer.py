@@ -178,7 +178,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        _check_same_model(state.get("config", {}), to_container(self.cfg), source)
+        _check_resumable(state.get("config", {}), to_container(self.cfg), source)
         self.unet.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -204,8 +204,9 @@ def _cuda_rng_states() -> list[Tensor]:
     return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
 
 
-def _check_same_model(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
-    """Resuming must keep the method, the network and the bridge; the trainer section may change (e.g. max_steps)."""
+def _check_resumable(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    """Resuming must keep the method, the network, the bridge and the kind of learning-rate schedule; the rest
+    of the trainer section may change (e.g. max_steps)."""
     if "method" in saved and saved["method"] != current.get("method"):
         raise ConfigError(f"{source}: cannot resume: config key 'method' was {saved['method']!r} in the checkpoint "
                           f"but is {current.get('method')!r} now (use a new run_dir)")
@@ -213,9 +214,14 @@ def _check_same_model(saved: dict[str, Any], current: dict[str, Any], source: st
         for key, value in current.get(section, {}).items():
             if key in ("init",) or section not in saved:
                 continue
-            old = saved[section].get(key)
-            if old != value:
-                raise ConfigError(
-                    f"{source}: cannot resume: config key '{section}.{key}' was {old!r} in the checkpoint but is "
-                    f"{value!r} now (use a new run_dir, or resume=false to start over)"
-                )
+            if saved[section].get(key) != value:
+                raise _cannot_resume(source, f"{section}.{key}", saved[section].get(key), value)
+    # the warm-up decides the scheduler's type (StepLR or LambdaLR), whose saved state holds the old value
+    warmup = saved.get("trainer", {}).get("lr_warmup", 0)  # checkpoints from before the key: no warm-up
+    if warmup != current["trainer"]["lr_warmup"]:
+        raise _cannot_resume(source, "trainer.lr_warmup", warmup, current["trainer"]["lr_warmup"])
+
+
+def _cannot_resume(source: str, key: str, old: Any, new: Any) -> ConfigError:
+    return ConfigError(f"{source}: cannot resume: config key '{key}' was {old!r} in the checkpoint but is "
+                       f"{new!r} now (use a new run_dir, or resume=false to start over)")
