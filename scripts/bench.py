@@ -315,17 +315,35 @@ def forward_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def merge_times(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several rounds' :func:`summary` of one measurement -> one: median of the round medians, overall spread."""
+    medians = [r["median_s"] for r in rows]
+    return {"median_s": statistics.median(medians), "min_s": min(r["min_s"] for r in rows),
+            "max_s": max(r["max_s"] for r in rows), "n": sum(r["n"] for r in rows), "round_medians_s": medians}
+
+
 def merge_rounds(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
-    """One row from several rounds of the same variant: median over all repeats, spread over all rounds."""
+    """One training row from several rounds of the same variant (:func:`merge_times`)."""
     good = [r for r in runs if "error" not in r]
     if not good:
         return runs[0]
-    medians = [r["median_s"] for r in good]
-    median = statistics.median(medians)
-    return {"median_s": median, "min_s": min(r["min_s"] for r in good), "max_s": max(r["max_s"] for r in good),
-            "n": sum(r["n"] for r in good), "images_per_s": batch / median,
-            "memory_mb": statistics.median(r["memory_mb"] for r in good), "params_m": good[0]["params_m"],
-            "round_medians_s": medians}
+    times = merge_times(good)
+    return {**times, "images_per_s": batch / times["median_s"],
+            "memory_mb": statistics.median(r["memory_mb"] for r in good), "params_m": good[0]["params_m"]}
+
+
+def merge_sample_rounds(runs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
+    """One restoration row (:func:`sampling_rows`) from several rounds: per NFE as :func:`merge_times`, the
+    overhead as the median over rounds."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0]
+    out = {"forward": merge_times([r["forward"] for r in good])}
+    for key in (k for k in good[0] if k != "forward"):
+        times = merge_times([r[key] for r in good])
+        out[key] = {**times, "images_per_s": batch / times["median_s"],
+                    "overhead": statistics.median(r[key]["overhead"] for r in good)}
+    return out
 
 
 def ms(x: float) -> str:
@@ -384,7 +402,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the training variants")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds over the training variants and the restoration rows")
     parser.add_argument("--sections", default="train,sample,data", help="comma list of train,sample,data,quality")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     parser.add_argument("--only", default=None, metavar="NAMES",
@@ -434,10 +453,15 @@ def main() -> int:
         results["train"] = {name: merge_rounds(runs, args.batch) for name, runs in rounds.items()}
         print("\n".join(train_table(results["train"])) + "\n", flush=True)
     if "sample" in sections:
-        precisions = [p for p in ("fp32", "bf16") if not only or any(p in k for k in only)]
-        results["sample"] = {p: run_worker(args, "sample", p) for p in precisions}
+        rows = {p: ("sample", p) for p in ("fp32", "bf16") if not only or any(p in k for k in only)}
         if args.authors:
-            results["sample"][AUTHORS] = run_worker(args, "authors_sample", None)
+            rows[AUTHORS] = ("authors_sample", None)
+        sample_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
+        for _ in range(args.rounds):  # interleaved as the training rounds
+            for name, (section, param) in rows.items():
+                sample_runs[name].append(run_worker(args, section, param))
+                print(f"  sample {name}: {sample_runs[name][-1]}", file=sys.stderr, flush=True)
+        results["sample"] = {name: merge_sample_rounds(runs, args.batch) for name, runs in sample_runs.items()}
         print("\n".join(sample_table(results["sample"], args.sample_nfes)) + "\n", flush=True)
     if "data" in sections:
         results["data"] = {f"{w} workers": run_worker(args, "data", int(w)) for w in args.workers.split(",")}

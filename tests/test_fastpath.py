@@ -147,3 +147,40 @@ def test_auto_precision_is_fp32_when_onednn_is_capped_below_bf16():
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "fp32"
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_restoration_feeds_the_network_channels_last_and_predicts_as_nchw(tmp_path, conditional):
+    """On CPU the predictors hand the network channels-last images (x_t and the x1 condition) and return a
+    contiguous x0 equal to the one an NCHW forward gives; the eps-predictor of the baselines likewise."""
+    from i2sb.baselines.eps import make_eps_predictor
+    from i2sb.bridge import Bridge
+    from i2sb.core.denoiser import Denoiser, make_predictor
+    from i2sb.core.layout import restoration_layout
+
+    from i2sb.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(image_size=16, in_channels=6 if conditional else 3, model_channels=32, out_channels=3,
+               num_res_blocks=1, attention_resolutions=(2,), channel_mult=(1, 2), num_head_channels=16,
+               use_scale_shift_norm=True, resblock_updown=True).eval()
+    with torch.no_grad():  # non-trivial outputs: perturb the zero-initialised layers
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    seen = []
+    net.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    g = torch.Generator().manual_seed(3)
+    x1 = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    cond = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1 if conditional else None
+    denoiser = Denoiser(net, cond_x1=conditional)
+    step = torch.full((2,), 700)
+    bridge = Bridge.symmetric(1000, 0.3)
+    pred = make_predictor(denoiser, bridge, cond)(x1, step)
+    eps = make_eps_predictor(denoiser, cond)(x1, step)
+    assert seen and all(seen)
+    assert pred.is_contiguous() and eps.is_contiguous()
+    with torch.no_grad():
+        expected_out = denoiser(x1, step, cond)
+    torch.testing.assert_close(pred, bridge.pred_x0(step, x1, expected_out), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eps, expected_out, rtol=1e-5, atol=1e-5)
+    assert restoration_layout(None) is None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2sb.nets.unet import AttentionBlock, UNet, adm256_kwargs, attention_ds, timestep_embedding
+from i2sb.nets.unet import AttentionBlock, UNet, adm256_kwargs, attention_ds, timestep_embedding, upsample_nearest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "unet_guided_diffusion.pt"
 
@@ -217,6 +217,29 @@ def test_channels_last_equals_contiguous():
     model = model.to(memory_format=torch.channels_last)
     out = model(x.to(memory_format=torch.channels_last), t)
     assert rel_err(out, expected) < 1e-5
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided", "5-D"])
+def test_upsample_nearest_is_interpolate_exactly(layout):
+    """The up-sampling equals F.interpolate bit for bit, with and without autograd, and keeps the layout."""
+    g = torch.Generator().manual_seed(0)
+    x, factor = torch.randn(2, 5, 3, 4, generator=g), 2
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = torch.randn(2, 5, 3, 8, generator=g)[..., ::2]
+    elif layout == "5-D":
+        x, factor = torch.randn(2, 5, 2, 3, 4, generator=g), (1, 2, 2)
+    expected = torch.nn.functional.interpolate(x, scale_factor=factor, mode="nearest")
+    with torch.no_grad():
+        out = upsample_nearest(x, factor)
+    assert torch.equal(out, expected)
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    x.requires_grad_()
+    grad = torch.randn(expected.shape, generator=g)
+    reference = torch.nn.functional.interpolate(x, scale_factor=factor, mode="nearest")
+    assert torch.equal(torch.autograd.grad(upsample_nearest(x, factor), x, grad)[0],
+                       torch.autograd.grad(reference, x, grad)[0])
 
 
 def test_bfloat16_autocast_is_close_to_float32():

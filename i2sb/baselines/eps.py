@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..core.layout import restoration_layout
 from ..core.precision import autocast
 from ..nets.unet import IMAGE_CHANNELS
 from .gaussian import EpsPredictor
@@ -42,10 +43,12 @@ class EpsDenoiser(nn.Module):
 def make_eps_predictor(denoiser: nn.Module, cond: Tensor | None = None, precision: str = "fp32") -> EpsPredictor:
     """``predict_eps(xt, step)`` for :meth:`GaussianDiffusion.sample`: the network under autocast, output in xt's dtype."""
 
+    cond = restoration_layout(cond)
+
     @torch.no_grad()
     def predict_eps(xt: Tensor, step: Tensor) -> Tensor:
         with autocast(xt.device, precision):
-            eps = denoiser(xt, step, cond)
-        return eps.to(xt.dtype)
+            eps = denoiser(restoration_layout(xt), step, cond)
+        return eps.to(xt.dtype).contiguous()
 
     return predict_eps

@@ -6,5 +6,6 @@
 * :mod:`.boundary`      -- x1 as the network sees it (holes filled with noise, conditioning, x1 noise);
 * :mod:`.denoiser`      -- the x0-predicting denoiser around a network (the authors' time input);
 * :mod:`.precision`     -- autocast precision (``auto``: bf16 where the device runs it natively);
+* :mod:`.layout`        -- the memory layout restoration feeds the network (channels-last on CPU);
 * :mod:`.trajectory`, :mod:`.types` -- a step callback that records states; shared type aliases.
 """

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .bridge import Bridge
+from .layout import restoration_layout
 from .precision import autocast
 from .types import Predictor
 
@@ -42,12 +43,14 @@ def make_predictor(
     clip_denoise: bool = False,
     precision: str = "fp32",
 ) -> Predictor:
-    """``predict_x0(xt, step)`` for :meth:`Bridge.sample`: network under autocast, Eq. 12 inverted in ``xt``'s dtype."""
+    """``predict_x0(xt, step)`` for :meth:`Bridge.sample`: network under autocast (in :func:`restoration_layout`),
+    Eq. 12 inverted in ``xt``'s dtype (a contiguous tensor)."""
+    cond = restoration_layout(cond)
 
     @torch.no_grad()
     def predict_x0(xt: Tensor, step: Tensor) -> Tensor:
         with autocast(xt.device, precision):
-            net_out = denoiser(xt, step, cond)
-        return bridge.pred_x0(step, xt, net_out.to(xt.dtype), clip_denoise=clip_denoise)
+            net_out = denoiser(restoration_layout(xt), step, cond)
+        return bridge.pred_x0(step, xt, net_out.to(xt.dtype).contiguous(), clip_denoise=clip_denoise)
 
     return predict_x0
