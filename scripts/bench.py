@@ -199,10 +199,17 @@ def sampling_rows(sample_at: Callable[[int], Any], forward: Callable[[], Any], a
 
 
 def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+    """Our restoration at ``precision`` (``"fp32 nchw"``: fp32 with the network fed NCHW, as before
+    :mod:`i2sb.core.layout`, for the side-by-side row)."""
     import torch
 
+    import i2sb.core.denoiser
     from i2sb.bridge import Bridge
     from i2sb.core.denoiser import Denoiser, make_predictor
+
+    if precision.endswith(" nchw"):
+        precision = precision.removesuffix(" nchw")
+        i2sb.core.denoiser.restoration_layout = lambda x: x  # this worker process only
     from i2sb.utils.device import resolve_device
     from i2sb.unet import UNet
 
@@ -453,7 +460,8 @@ def main() -> int:
         results["train"] = {name: merge_rounds(runs, args.batch) for name, runs in rounds.items()}
         print("\n".join(train_table(results["train"])) + "\n", flush=True)
     if "sample" in sections:
-        rows = {p: ("sample", p) for p in ("fp32", "bf16") if not only or any(p in k for k in only)}
+        names = ("fp32", "fp32 nchw", "bf16")
+        rows = {p: ("sample", p) for p in names if not only or any(p.split()[0] in k for k in only)}
         if args.authors:
             rows[AUTHORS] = ("authors_sample", None)
         sample_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
