@@ -206,12 +206,12 @@ def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     import i2sb.core.denoiser
     from i2sb.bridge import Bridge
     from i2sb.core.denoiser import Denoiser, make_predictor
+    from i2sb.utils.device import resolve_device
+    from i2sb.unet import UNet
 
     if precision.endswith(" nchw"):
         precision = precision.removesuffix(" nchw")
         i2sb.core.denoiser.restoration_layout = lambda x: x  # this worker process only
-    from i2sb.utils.device import resolve_device
-    from i2sb.unet import UNet
 
     device = resolve_device(args.device)
     cfg = model_config(args.model, args.size)
@@ -415,7 +415,8 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     parser.add_argument("--only", default=None, metavar="NAMES",
                         help="comma list: time only the training variants whose name contains one of these "
-                             "(and the restoration precisions, fp32 | bf16, that one of them names)")
+                             "(and the restoration rows, fp32 and fp32 nchw | bf16, whose precision one of "
+                             "them names)")
     parser.add_argument("--sample-nfes", default=",".join(map(str, SAMPLE_NFES)), metavar="N,N",
                         help="NFEs the restoration section times")
     parser.add_argument("--workers", default="0,2", help="data loader worker counts to compare")

@@ -150,14 +150,13 @@ def test_auto_precision_is_fp32_when_onednn_is_capped_below_bf16():
 
 
 @pytest.mark.parametrize("conditional", [False, True])
-def test_restoration_feeds_the_network_channels_last_and_predicts_as_nchw(tmp_path, conditional):
+def test_restoration_feeds_the_network_channels_last_and_predicts_as_nchw(conditional):
     """On CPU the predictors hand the network channels-last images (x_t and the x1 condition) and return a
     contiguous x0 equal to the one an NCHW forward gives; the eps-predictor of the baselines likewise."""
     from i2sb.baselines.eps import make_eps_predictor
     from i2sb.bridge import Bridge
     from i2sb.core.denoiser import Denoiser, make_predictor
     from i2sb.core.layout import restoration_layout
-
     from i2sb.unet import UNet
 
     torch.manual_seed(0)

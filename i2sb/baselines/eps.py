@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..core.denoiser import restoration_forward
 from ..core.layout import restoration_layout
-from ..core.precision import autocast
 from ..nets.unet import IMAGE_CHANNELS
 from .gaussian import EpsPredictor
 
@@ -47,8 +47,6 @@ def make_eps_predictor(denoiser: nn.Module, cond: Tensor | None = None, precisio
 
     @torch.no_grad()
     def predict_eps(xt: Tensor, step: Tensor) -> Tensor:
-        with autocast(xt.device, precision):
-            eps = denoiser(restoration_layout(xt), step, cond)
-        return eps.to(xt.dtype).contiguous()
+        return restoration_forward(denoiser, xt, step, cond, precision)
 
     return predict_eps

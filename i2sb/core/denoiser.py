@@ -43,14 +43,22 @@ def make_predictor(
     clip_denoise: bool = False,
     precision: str = "fp32",
 ) -> Predictor:
-    """``predict_x0(xt, step)`` for :meth:`Bridge.sample`: network under autocast (in :func:`restoration_layout`),
-    Eq. 12 inverted in ``xt``'s dtype (a contiguous tensor)."""
+    """``predict_x0(xt, step)`` for :meth:`Bridge.sample`: the network as :func:`restoration_forward`, Eq. 12
+    inverted in ``xt``'s dtype."""
     cond = restoration_layout(cond)
 
     @torch.no_grad()
     def predict_x0(xt: Tensor, step: Tensor) -> Tensor:
-        with autocast(xt.device, precision):
-            net_out = denoiser(restoration_layout(xt), step, cond)
-        return bridge.pred_x0(step, xt, net_out.to(xt.dtype).contiguous(), clip_denoise=clip_denoise)
+        net_out = restoration_forward(denoiser, xt, step, cond, precision)
+        return bridge.pred_x0(step, xt, net_out, clip_denoise=clip_denoise)
 
     return predict_x0
+
+
+def restoration_forward(denoiser: Callable[..., Tensor], xt: Tensor, step: Tensor, cond: Tensor | None,
+                        precision: str) -> Tensor:
+    """``denoiser(xt, step, cond)`` under autocast with ``xt`` in :func:`restoration_layout` (``cond`` already
+    in it: the predictors convert it once); (B, C, H, W) in ``xt``'s dtype, contiguous."""
+    with autocast(xt.device, precision):
+        out = denoiser(restoration_layout(xt), step, cond)
+    return out.to(xt.dtype).contiguous()
