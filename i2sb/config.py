@@ -105,6 +105,7 @@ class TrainerConfig:
     log_every: int = 10
     eval_nfe: int = 10
     eval_batch: int = 8
+    t_power: float = 1.0  # training steps t = N u^(1/t_power), u ~ U(0, 1); 1: uniform (Algorithm 1, the authors')
     max_bad_steps: int = 5  # stop after this many consecutive non-finite losses
 
 
@@ -178,6 +179,8 @@ def _check_values(cfg: TrainConfig) -> None:
     for key in ("ema", "adam_beta2"):
         if not 0.0 <= getattr(t, key) < 1.0:
             raise ConfigError(f"config key 'trainer.{key}': must be in [0, 1), got {getattr(t, key)}")
+    if not t.t_power > 0:
+        raise ConfigError(f"config key 'trainer.t_power': must be > 0 (1: uniform steps, as the paper), got {t.t_power}")
     if t.lr_warmup < 0:
         raise ConfigError(f"config key 'trainer.lr_warmup': must be >= 0 (0: no warm-up), got {t.lr_warmup}")
     if cfg.task.n_steps < 2 or cfg.task.n_steps % 2:

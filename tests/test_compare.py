@@ -76,3 +76,17 @@ def test_ddnm_is_left_out_for_a_nonlinear_task(compare):
     args = compare.parse_args(["--quick", "--task", "jpeg5"])
     assert compare.usable_methods(args) == ["i2sb", "palette"]
     assert compare.parse_args(["--quick"]).nfe == [1, 2]
+
+
+def test_the_baselines_draw_uniform_steps_and_the_bridge_the_recipes(compare):
+    """trainer=cpu's skewed steps (t_power) were measured for I2SB only: Palette and the prior keep Ho et al.'s
+    uniform draws; everything else is shared, and a user's override still reaches every run."""
+    from i2sb.config import to_train_config
+
+    compose = compare.compose
+    args = compare.parse_args(["--quick", "trainer.lr=3e-4"])
+    cfgs = {m: to_train_config(compose("train", compare.train_overrides(args, m))) for m in ("i2sb", "palette", "ddnm")}
+    assert cfgs["i2sb"].trainer.t_power == 2.0
+    assert cfgs["palette"].trainer.t_power == cfgs["ddnm"].trainer.t_power == 1.0
+    assert {c.trainer.lr for c in cfgs.values()} == {3e-4}
+    assert {c.method for c in cfgs.values()} == {"i2sb", "palette", "ddpm"}

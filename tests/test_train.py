@@ -10,6 +10,7 @@ from helpers import group, tiny_config
 
 from i2sb.config import ConfigError, TrainerConfig, to_train_config
 from i2sb.methods import BridgeMethod, make_pair, task_degradation
+from i2sb.methods.base import draw_steps
 from i2sb.nets.guided_diffusion import load_adm_init
 from i2sb.restoration.checkpoints import FORMAT
 from i2sb.train import train
@@ -68,7 +69,7 @@ def test_train_step_accumulates_the_mean_gradient(tmp_path):
     losses = []
     for half in halves:
         pair = make_pair(half, deg, cfg.task, g, CPU.device)
-        losses.append(trainer.method.loss(trainer.denoiser, pair, g))
+        losses.append(trainer.method.loss(trainer.denoiser, pair, g, t_power=cfg.trainer.t_power))
     expected = torch.autograd.grad(sum(losses) / 2, list(trainer.unet.parameters()))
 
     total = trainer.train_step(halves, deg)  # gradients stay in .grad after the step
@@ -160,10 +161,48 @@ def test_without_warm_up_the_optimiser_is_the_authors(tmp_path):
     assert isinstance(trainer.scheduler, torch.optim.lr_scheduler.StepLR)
 
 
-@pytest.mark.parametrize("key, value", [("adam_beta2", 1.0), ("adam_beta2", -0.1), ("lr_warmup", -1)])
+@pytest.mark.parametrize("key, value", [("adam_beta2", 1.0), ("adam_beta2", -0.1), ("lr_warmup", -1), ("t_power", 0.0)])
 def test_optimiser_settings_out_of_range_name_the_key(tmp_path, key, value):
     with pytest.raises(ConfigError, match=f"trainer.{key}"):
         to_train_config(tiny_config(tmp_path, trainer={key: value}))
+
+
+def test_uniform_steps_are_algorithm_1s_draws():
+    """t_power = 1 draws exactly torch.randint's steps (the stream of runs before the option)."""
+    steps = draw_steps(0, 1000, 64, torch.Generator().manual_seed(3), torch.device("cpu"))
+    torch.testing.assert_close(steps, torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("low, high, power", [(0, 1000, 2.0), (1, 1001, 2.0), (0, 1000, 0.5), (0, 10, 3.0)])
+def test_skewed_steps_follow_the_power_law(low, high, power):
+    """P(step < low + s) = (s / n)^t_power over [low, high), n = high - low."""
+    steps = draw_steps(low, high, 400_000, torch.Generator().manual_seed(0), torch.device("cpu"), power)
+    assert steps.dtype == torch.long and int(steps.min()) >= low and int(steps.max()) == high - 1
+    n = high - low
+    for s in sorted({max(1, round(f * n)) for f in (0.1, 0.25, 0.5, 0.75, 0.9)}):
+        assert float((steps < low + s).double().mean()) == pytest.approx((s / n) ** power, abs=3e-3)
+
+
+def test_the_cpu_recipe_skews_steps_and_the_default_is_uniform():
+    assert group("trainer", "default")["t_power"] == TrainerConfig().t_power == 1.0  # Algorithm 1
+    assert group("trainer", "cpu")["t_power"] == 2.0  # the small-budget recipe (README, equal budget)
+
+
+def test_trainer_draws_steps_with_its_t_power(tmp_path, monkeypatch):
+    import i2sb.methods.bridge as bridge_method
+
+    seen = []
+
+    def spy(low, high, batch, g, device, t_power=1.0):
+        steps = draw_steps(low, high, batch, g, device, t_power)
+        seen.append((t_power, steps))
+        return steps
+
+    monkeypatch.setattr(bridge_method, "draw_steps", spy)
+    cfg = to_train_config(tiny_config(tmp_path, trainer={"batch_size": 64, "microbatch": 64, "t_power": 20.0}))
+    Trainer(cfg, CPU).train_step([demo_batch(64)], degradation(cfg))
+    (power, steps), = seen
+    assert power == 20.0 and int(steps.min()) > 500  # P(step < 500) = 2^-20 per draw
 
 
 def test_resume_refuses_a_different_network(tmp_path):

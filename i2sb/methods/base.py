@@ -43,7 +43,22 @@ class Method(Protocol):
     def denoiser(self, net: nn.Module) -> nn.Module: ...
 
     def loss(self, model: nn.Module, pair: Pair, g: torch.Generator, precision: str = "fp32",
-             channels_last: bool = False) -> Tensor: ...
+             channels_last: bool = False, t_power: float = 1.0) -> Tensor: ...
+
+
+def draw_steps(low: int, high: int, batch: int, g: torch.Generator, device: torch.device,
+               t_power: float = 1.0) -> Tensor:
+    """Training steps in ``[low, high)``, a LongTensor (batch,) on ``device``.
+
+    ``t_power = 1``: uniform, ``torch.randint`` (Algorithm 1's t ~ U, the same draws as before the option).
+    Otherwise ``step = low + floor(n u^(1 / t_power))`` with ``u ~ U(0, 1)`` and ``n = high - low``, so that
+    ``P(step < low + s) = (s / n)^t_power``: a density growing as ``(step - low)^(t_power - 1)``, toward
+    ``high`` (the end the samplers start from) for ``t_power > 1``.
+    """
+    if t_power == 1.0:
+        return torch.randint(low, high, (batch,), generator=g, device=device)
+    u = torch.rand(batch, generator=g, device=device)
+    return (low + ((high - low) * u.pow(1.0 / t_power)).long()).clamp_(max=high - 1)
 
 
 def task_degradation(task: TaskConfig, image_size: int) -> Degradation | None:

@@ -11,7 +11,7 @@ from ..config import TaskConfig
 from ..core.bridge import Bridge
 from ..core.denoiser import Denoiser
 from ..nets.unet import input_channels
-from .base import Pair, regression_loss
+from .base import Pair, draw_steps, regression_loss
 
 
 class BridgeMethod:
@@ -35,10 +35,11 @@ class BridgeMethod:
         return Denoiser(net, t.n_steps, t.t0, t.T, t.cond_x1)
 
     def loss(self, model: nn.Module, pair: Pair, g: torch.Generator, precision: str = "fp32",
-             channels_last: bool = False) -> Tensor:
-        """Algorithm 1, lines 3–5: t ~ U, X_t ~ q(X_t|X_0,X_1) (Eq. 11), MSE to Eq. 12; holes only for inpainting."""
+             channels_last: bool = False, t_power: float = 1.0) -> Tensor:
+        """Algorithm 1, lines 3–5: t ~ U (``t_power`` > 1: skewed toward t = 1, :func:`draw_steps`),
+        X_t ~ q(X_t|X_0,X_1) (Eq. 11), MSE to Eq. 12; holes only for inpainting."""
         x0 = pair.x0
-        step = torch.randint(0, self.n_steps, (x0.shape[0],), generator=g, device=x0.device)
+        step = draw_steps(0, self.n_steps, x0.shape[0], g, x0.device, t_power)
         xt = self.bridge.q_sample(step, x0, pair.x1, ot_ode=self.task.ot_ode, generator=g)
         target = self.bridge.target(step, x0, xt)
         return regression_loss(model, xt, step, pair.cond, target, pair.mask, precision, channels_last)

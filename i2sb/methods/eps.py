@@ -20,7 +20,7 @@ from ..baselines.eps import EpsDenoiser
 from ..baselines.gaussian import GaussianDiffusion
 from ..config import TaskConfig
 from ..nets.unet import input_channels
-from .base import Pair, regression_loss
+from .base import Pair, draw_steps, regression_loss
 
 
 def degraded_image(pair: Pair) -> Tensor:
@@ -47,10 +47,11 @@ class EpsMethod:
         return EpsDenoiser(net, conditional=self.conditional)
 
     def loss(self, model: nn.Module, pair: Pair, g: torch.Generator, precision: str = "fp32",
-             channels_last: bool = False) -> Tensor:
-        """Ho et al. Algorithm 1: t ~ U{1..N}, x_t = q_sample(t, x0, eps), || eps - eps_theta(x_t, t) ||^2."""
+             channels_last: bool = False, t_power: float = 1.0) -> Tensor:
+        """Ho et al. Algorithm 1: t ~ U{1..N} (``t_power`` > 1: skewed toward N, :func:`draw_steps`),
+        x_t = q_sample(t, x0, eps), || eps - eps_theta(x_t, t) ||^2."""
         x0 = pair.x0
-        step = torch.randint(1, self.n_steps + 1, (x0.shape[0],), generator=g, device=x0.device)
+        step = draw_steps(1, self.n_steps + 1, x0.shape[0], g, x0.device, t_power)
         noise = torch.randn(x0.shape, generator=g, device=x0.device, dtype=x0.dtype)
         xt = self.diffusion.q_sample(step, x0, noise)
         mask = pair.mask if self.conditional else None

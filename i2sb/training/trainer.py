@@ -128,12 +128,12 @@ class Trainer:
         torch.manual_seed(g.initial_seed())  # dropout and any other global draw, per step
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
+        t = self.cfg.trainer
         for i, batch in enumerate(batches):
             pair = make_pair(batch, deg, self.cfg.task, g, self.device)
             last = i == len(batches) - 1
             with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
-                loss = self.method.loss(self.model, pair, g, self.cfg.trainer.precision,
-                                        self.cfg.trainer.channels_last) / len(batches)
+                loss = self.method.loss(self.model, pair, g, t.precision, t.channels_last, t.t_power) / len(batches)
                 self.scaler.scale(loss).backward()
             total += loss.detach()
         self._optimizer_step(total)
