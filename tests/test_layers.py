@@ -15,6 +15,7 @@ LAYERS = [  # bottom to top; a module may import its own package or the packages
     {"config"},
     {"methods"},
     {"restoration"},
+    {"distill"},  # bridge distillation (IBMD): the student, its auxiliary model and their losses
     {"training"},
     {"cli"},  # the command-line entry points
     {"bridge", "unet", "train", "__init__"},  # the public aliases (i2sb.bridge, ..., python -m i2sb.train)
