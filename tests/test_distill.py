@@ -214,7 +214,8 @@ def test_k_step_chain_and_training_pairs(bridge):
     assert x0.requires_grad and x_end is x1 and end_step is None
     levels = set()
     for seed in range(8):
-        x0, x_end, end_step = draw_pair(G, bridge, x1, None, student_steps(bridge, 2), torch.Generator().manual_seed(seed))
+        x0, x_end, end_step = draw_pair(G, bridge, x1, None, student_steps(bridge, 2),
+                                        torch.Generator().manual_seed(seed))
         assert x0.requires_grad and not x_end.requires_grad
         levels.add(None if end_step is None else int(end_step[0]))
         if end_step is not None:

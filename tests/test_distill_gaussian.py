@@ -60,7 +60,8 @@ def test_bridge_predictor_is_the_least_squares_regression(task, bridge, conditio
     for n in (50, 500, 950):
         step = torch.full((x0.shape[0],), n)
         xt = bridge.q_sample(step, x0, x1, generator=g)
-        features = torch.cat([xt, x1, torch.ones_like(xt[:, :1])] if conditional else [xt, torch.ones_like(xt[:, :1])], 1)
+        ones = torch.ones_like(xt[:, :1])
+        features = torch.cat([xt, x1, ones] if conditional else [xt, ones], 1)
         coef = torch.linalg.lstsq(features, x0).solution
         fitted = features @ coef
         exact = (cond_posterior_mean(bridge, step, xt, x1, W, gg, P) if conditional

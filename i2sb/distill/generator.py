@@ -10,9 +10,10 @@ appended after ``[X_s, cond]``, with the new first-layer weights drawn small (``
 existing weights' std). Why this way:
 
 * x1 reaches the generator intact. The alternative -- z as the input bridge state, ``x1 + sigma z`` at a
-  high step -- either drowns x1's finest detail (sigma ~ std_sb at mid-bridge, 0.27 for beta_max 0.3) or
-  gives z almost no room (std_sb[N-1] ~ 0.01 at the top, as small as the detail the student must keep);
-  an unconditional teacher (most tasks here, ``cond_x1`` false) sees x1 only through that input.
+  high step -- either drowns x1's finest detail (sigma ~ std_sb at mid-bridge: up to 0.19 for beta_max
+  0.3, 0.25 for 1.0) or gives z almost no room (std_sb[N-1] ~ 0.01 at the top, as small as the detail
+  the student must keep); an unconditional teacher (most tasks here, ``cond_x1`` false) sees x1 only
+  through that input.
 * The student starts at the teacher's one-step prediction ``D*(x1, N-1)``: the widened network is the
   teacher's exactly on ``[X_s, cond]``, and z's weights start near zero. They start *non*-zero: at exactly
   zero the output ignores z, the expected gradient on those weights is zero (``E[g(x1) z^T] = 0``) and
@@ -79,7 +80,8 @@ def draw_pair(G: Generator, bridge: Bridge, x1: Tensor, cond: Tensor | None, ste
     ``k`` drawn uniformly, the chain run without gradients down to ``X_{s_k}``, then ``x0 = G(X_{s_k}, s_k)``
     with gradients; the pair is ``(x0, X_{s_k})`` with ``end_step = s_k`` (B,), or X_1's pair at the top.
     """
-    k = 0 if len(steps) == 1 else int(torch.randint(len(steps), (1,), generator=generator))
+    device = generator.device if generator is not None else None
+    k = 0 if len(steps) == 1 else int(torch.randint(len(steps), (1,), generator=generator, device=device))
     with torch.no_grad():
         _, xs = run_chain(G, bridge, x1, cond, steps, k, generator)
     x0 = G(xs, steps[k], cond, draw_z(G, xs, generator))
@@ -114,7 +116,7 @@ def add_input_channels(net: nn.Module, extra: int, scale: float = 0.1,
     with torch.no_grad():
         new = torch.randn(wide.weight[:, conv.in_channels:].shape, generator=generator, dtype=torch.float32)
         wide.weight[:, :conv.in_channels] = conv.weight
-        wide.weight[:, conv.in_channels:] = (scale * conv.weight.float().std() * new).to(wide.weight)
+        wide.weight[:, conv.in_channels:] = (scale * float(conv.weight.float().std()) * new).to(wide.weight)
         if conv.bias is not None:
             wide.bias.copy_(conv.bias)
     setattr(parent, name, wide)

@@ -24,8 +24,8 @@ IBMD's Theorem 3.2 turns the inverse problem into one tractable objective::
     L(theta) = E w(n) ||D*(X_n, n) - X_0||^2  -  min_phi E w(n) ||f_phi(X_n, n) - X_0||^2 ,  X_0 = G_theta(X_1, z)
 
 Why it is the inverse problem: with ``phi`` optimal, ``f = m_theta`` and, since ``E[X_0 - m_theta | X_n] = 0``
-kills the cross term, ``E||D* - X_0||^2 - E||m_theta - X_0||^2 = E w(n) ||D*(X_n, n) - m_theta(X_n, n)||^2`` under
-the student's marginals: non-negative, and zero exactly when bridge matching on the student's pairs returns
+kills the cross term, ``E w||D* - X_0||^2 - E w||m_theta - X_0||^2 = E w(n) ||D*(X_n, n) - m_theta(X_n, n)||^2``
+under the student's marginals: non-negative, and zero exactly when bridge matching on the student's pairs returns
 the teacher. The generator's loss (:func:`student_loss`) is the bracket at the current ``phi``, per sample::
 
     l = w(n) <D*(X_n) - f_phi(X_n), D*(X_n) + f_phi(X_n) - 2 X_0>     (= w ||D* - X_0||^2 - w ||f_phi - X_0||^2)
@@ -145,8 +145,9 @@ def student_loss(teacher: X0Predictor, aux: X0Predictor, bridge: Bridge, x0: Ten
     through ``x0``; ``teacher`` and ``aux`` are called *with* autograd so the gradient reaches ``x0`` through
     their input. Backpropagate into the generator's parameters only (``loss.backward(inputs=...)`` or with
     both models frozen, :func:`i2sb.distill.alternate.frozen`). ``loss`` is the batch mean of
-    ``w <D* - f, D* + f - 2 x0>`` (in float32 at least); ``gap`` (detached) the batch mean of ``w ||D* - f||^2``, the objective's
-    value when ``aux`` is optimal (zero iff the student's bridge matching reproduces the teacher).
+    ``w <D* - f, D* + f - 2 x0>`` (in float32 at least); ``gap`` (detached) the batch mean of
+    ``w ||D* - f||^2``, the objective's value when ``aux`` is optimal (zero iff the student's bridge
+    matching reproduces the teacher).
     """
     xt = bridge_point(bridge, step, x0, x_end, end_step, noise, generator)
     dtype = _loss_dtype(x0)
