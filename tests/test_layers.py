@@ -18,6 +18,7 @@ LAYERS = [  # bottom to top; a module may import its own package or the packages
     {"distill"},  # bridge distillation (IBMD): the student, its auxiliary model and their losses
     {"training"},
     {"cli"},  # the command-line entry points
+    {"app"},  # i2sb-app: the browser page over the library (and cli's key=value parsing)
     {"bridge", "unet", "train", "__init__"},  # the public aliases (i2sb.bridge, ..., python -m i2sb.train)
 ]
 MAX_LINES = 400

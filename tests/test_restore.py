@@ -407,6 +407,21 @@ def test_an_image_restores_to_the_same_bits_alone_in_a_folder_with_any_batch_and
     np.testing.assert_array_equal(outputs["alone"][1], expected)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_restore_gives_the_same_bits_for_any_memory_layout_of_its_input(tmp_path, precision):
+    """``load_image(path)[None]`` is a view with HWC strides; i2sb-sample stacks images into a contiguous batch. In
+    bf16 the kernels round differently per layout, so the restorer makes its input contiguous: both give one result."""
+    from i2sb.utils.seeds import image_generator
+
+    restorer = i2sb.load(write_run(tmp_path / "run", task={"ot_ode": False}), device="cpu")
+    hwc = torch.rand(20, 28, 3) * 2 - 1
+    view = hwc.permute(2, 0, 1)[None]  # (1, 3, 20, 28), not contiguous
+    options = restorer.options(nfe=2, precision=precision)
+    outs = [restorer.restore(x, generator=[image_generator(3, "a.png")], options=options)
+            for x in (view, view.contiguous())]
+    assert not view.is_contiguous() and torch.equal(outs[0], outs[1])
+
+
 def test_a_single_file_input_may_not_write_into_its_folder(tmp_path, capsys):
     run = write_run(tmp_path / "run")
     photos = tmp_path / "photos"

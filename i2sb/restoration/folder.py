@@ -29,8 +29,9 @@ from ..config import ConfigError, SampleConfig, to_sample_config
 from ..core.bridge import space_indices
 from ..core.trajectory import Trajectory
 from ..utils.files import atomic_write
-from ..utils.images import IMAGE_EXTENSIONS, image_size, load_image, require_images, save_image, to_uint8
+from ..utils.images import IMAGE_EXTENSIONS, image_size, require_images, save_image, to_uint8
 from ..utils.seeds import image_generator
+from .inputs import lift_inputs, read_input, read_mask
 from .loading import load, load_ddnm
 from .restorer import OptionError, Restorer, SamplingOptions
 
@@ -100,14 +101,6 @@ def find_mask(mask_dir: Path, rel: Path) -> Path:
                 return candidate
     raise FileNotFoundError(f"{rel}: mask missing: expected {mask_dir / rel.with_suffix('.png')} "
                             f"(or another image extension)")
-
-
-def read_mask(path: Path, size: tuple[int, int]) -> Tensor:
-    """Mask file -> (1, H, W) float {0, 1}; white (mean grey >= 0.5) = hole."""
-    grey = (load_image(path).mean(0, keepdim=True) + 1.0) / 2.0
-    if tuple(grey.shape[-2:]) != size:
-        raise ValueError(f"{path}: mask is {grey.shape[-1]}x{grey.shape[-2]} but its image is {size[1]}x{size[0]}")
-    return (grey >= 0.5).float()
 
 
 # ---------------------------------------------------------------------------- planning
@@ -193,10 +186,7 @@ def _load_inputs(job: Job, batch: list[Item], report: Report) -> tuple[list[Item
     good, images, masks = [], [], []
     for item in batch:
         try:
-            image = load_image(item.source, job.cfg.max_pixels)
-            if tuple(image.shape[-2:]) != item.size:  # e.g. an EXIF orientation stored after a PNG's pixels
-                raise ValueError(f"{item.source}: decoded as {image.shape[-1]}x{image.shape[-2]}, its header said "
-                                 f"{item.size[1]}x{item.size[0]}; re-save the image to restore it")
+            image = read_input(item.source, item.size, job.cfg.max_pixels)
             if job.mask_dir is not None:
                 masks.append(read_mask(find_mask(job.mask_dir, item.rel), item.size))
         except (ValueError, OSError) as err:
@@ -216,7 +206,7 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
     if not good:
         return
     if job.upscale > 1:  # a low-resolution photo -> x1 as training made it
-        x1 = degrade.upsample_measurement(job.restorer.task.degradation, x1, **dict(job.restorer.task.params))
+        x1 = lift_inputs(job.restorer, x1)
     failed: set[int] = set()
     for k in range(cfg.n_samples):
         traj = None

@@ -186,11 +186,13 @@ class Restorer:
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"images must be a floating tensor (B, 3, H, W) in [-1, 1], got {shape}")
-        x1 = images.to(device=self.device, dtype=torch.float32)
+        # contiguous: a view (e.g. load_image(...)[None], HWC strides) must give the bits of its copy (bf16
+        # kernels round differently per memory layout), as i2sb-sample's stacked batches do
+        x1 = images.to(device=self.device, dtype=torch.float32).contiguous()
         if mask is None:
             return x1, None
         batch, _, height, width = x1.shape
         valid = mask.ndim == 4 and mask.shape[1] == 1 and mask.shape[0] in (1, batch)
         if not valid or mask.shape[-2:] != (height, width):
             raise ValueError(f"mask must have shape (B or 1, 1, {height}, {width}), got {tuple(mask.shape)}")
-        return x1, mask.to(device=self.device, dtype=torch.float32)
+        return x1, mask.to(device=self.device, dtype=torch.float32).contiguous()
