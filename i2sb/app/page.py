@@ -153,7 +153,7 @@ def build_page(settings: Settings) -> Any:
                 button = gr.Button("Restore", variant="primary", elem_id="restore")
             with gr.Column():
                 slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="compare")
-                gallery = gr.Gallery(label="Restorations (click one to compare it)", columns=6, height=160,
+                gallery = gr.Gallery(label="Restorations (click one to compare it)", columns=6, height=220,
                                      object_fit="contain", elem_id="gallery")
                 files = gr.File(label="Download (PNG, full resolution)", file_count="multiple", elem_id="downloads")
                 status = gr.Markdown(elem_id="status")
