@@ -50,7 +50,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="app_screenshot_"))
     photo = degraded_photo(folder, args.side, args.task)
     with AppServer([Path(p) for p in args.ckpt.split(",")]) as server:
-        _, shot = restore_in_browser(server.url, photo, args.nfe, folder, viewport=(1200, 800))
+        _, shot, _ = restore_in_browser(server.url, photo, args.nfe, folder, viewport=(1200, 800))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(shot) as image:
         image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)

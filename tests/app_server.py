@@ -4,6 +4,7 @@ free port, its log lines, its resident memory; ``i2sb-sample`` run the same way 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -90,25 +91,32 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def restore_in_browser(url: str, photo: Path, nfe: int, folder: Path, timeout_s: float = 180.0,
-                       viewport: tuple[int, int] = (1280, 900)) -> tuple[Path, Path]:
-    """Open the page in Chromium, upload ``photo``, set NFE, press Restore, wait for the result, download it.
+                       viewport: tuple[int, int] = (1280, 900), model: str | None = None) -> tuple[Path, Path, Path | None]:
+    """Open the page in Chromium, choose ``model`` (None: the first), upload ``photo``, draw a stroke on it where the
+    model fills holes, set NFE, press Restore, wait for the result, download it.
 
-    Returns (the downloaded PNG, a screenshot of the page with the restoration), both in ``folder``.
+    Returns (the downloaded PNG, a screenshot of the page with the restoration, the mask file the page made from
+    the stroke or None), in ``folder``.
     """
     from playwright.sync_api import sync_playwright  # optional test dependency, imported where it is used
 
-    timeout = timeout_s * 1000
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(folder / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
             accept_downloads=True, viewport={"width": viewport[0], "height": viewport[1]})
         try:
             page = browser.new_page()
-            page.set_default_timeout(timeout)
+            page.set_default_timeout(timeout_s * 1000)
             page.goto(url, wait_until="load")
             page.wait_for_selector("#restore")
+            if model is not None:
+                page.click("#model input")
+                page.get_by_role("option", name=re.compile(f"^{re.escape(model)}: ")).click()
+                page.wait_for_selector("#mask", state="visible")
             page.set_input_files("#photos input[type=file]", str(photo))
-            page.wait_for_selector(f"#photos :text('{photo.name}')")
+            page.wait_for_selector("#photos a[download]")  # the uploaded file's row
+            if model is not None:
+                draw_stroke(page)
             number = page.locator("#nfe input[type=number]")
             number.fill(str(nfe))
             number.press("Tab")
@@ -116,10 +124,8 @@ def restore_in_browser(url: str, photo: Path, nfe: int, folder: Path, timeout_s:
             link = page.locator("#downloads a[download]").first
             link.wait_for()
             page.wait_for_selector("#compare img")
-            with page.expect_download() as download:
-                link.click()
-            target = folder / f"downloaded_{download.value.suggested_filename}"
-            download.value.save_as(target)
+            target = download(page, link, folder / "downloaded")
+            mask = download(page, page.locator("#mask a[download]").first, folder / "mask") if model else None
             shot = folder / "page.png"
             page.screenshot(path=str(shot), full_page=True)
             status = page.inner_text("#status")
@@ -127,4 +133,26 @@ def restore_in_browser(url: str, photo: Path, nfe: int, folder: Path, timeout_s:
             browser.close()
     if "s per image" not in status:
         raise AssertionError(f"the page's report: {status!r}")
-    return target, shot
+    return target, shot, mask
+
+
+def draw_stroke(page) -> None:
+    """A horizontal brush stroke across the middle of the photo in the page's editor (once its photo is in)."""
+    page.wait_for_selector("button[aria-label='Pan']")
+    page.wait_for_timeout(2000)  # the background image is drawn after the editor's tools appear
+    page.click("button[aria-label='Brush']")
+    box = page.locator("canvas").first.bounding_box()
+    x, y = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + box["width"] * 0.2, y, steps=10)
+    page.mouse.up()
+
+
+def download(page, link, folder: Path) -> Path:
+    """Click a download link of the page; the file lands in ``folder`` under its own name."""
+    with page.expect_download() as started:
+        link.click()
+    target = folder / started.value.suggested_filename
+    started.value.save_as(target)
+    return target

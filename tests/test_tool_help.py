@@ -6,10 +6,11 @@ from dataclasses import fields
 
 import pytest
 
+from i2sb.app import main as app
 from i2sb.cli import degrade, download, evaluate, export
 from i2sb.cli.keyvalue import run_tool, usage
 
-TOOLS = [degrade.TOOL, download.TOOL, evaluate.TOOL, export.TOOL]
+TOOLS = [degrade.TOOL, download.TOOL, evaluate.TOOL, export.TOOL, app.TOOL]
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=lambda tool: tool.prog)

@@ -135,13 +135,13 @@ def build_page(settings: Settings) -> Any:
         pairs = gr.State([])
         with gr.Row():
             with gr.Column():
-                model = gr.Dropdown(choices=choices, value=first.name, label="Model")
+                model = gr.Dropdown(choices=choices, value=first.name, label="Model", elem_id="model")
                 task = gr.Markdown(task_line(first))
                 photos = gr.File(file_count="multiple", file_types=["image"], label="Photos", elem_id="photos")
                 editor = gr.ImageEditor(label="Draw the holes", type="numpy", image_mode="RGBA", sources=("upload",),
                                         transforms=(), layers=False, visible=first.needs_mask,
                                         brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"))
-                mask = gr.File(file_types=["image"], label="Mask (white = hole)", visible=first.needs_mask)
+                mask = gr.File(file_types=["image"], label="Mask (white = hole)", visible=first.needs_mask, elem_id="mask")
                 top = max(m.max_nfe for m in settings.models.values())  # the server checks each model's own
                 nfe = gr.Slider(1, top, value=first.restorer.default_nfe, step=1, label="NFE", elem_id="nfe")
                 every = [s for s in SAMPLERS if any(s in m.samplers for m in settings.models.values())]
