@@ -409,8 +409,8 @@ def test_an_image_restores_to_the_same_bits_alone_in_a_folder_with_any_batch_and
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_restore_gives_the_same_bits_for_any_memory_layout_of_its_input(tmp_path, precision):
-    """``load_image(path)[None]`` is a view with HWC strides; i2sb-sample stacks images into a contiguous batch. In
-    bf16 the kernels round differently per layout, so the restorer makes its input contiguous: both give one result."""
+    """``load_image(path)[None]`` is a view with HWC strides; i2sb-sample stacks images into a contiguous batch. CPU
+    kernels round differently per layout (fp32 too), so the restorer makes its input contiguous: one result."""
     from i2sb.utils.seeds import image_generator
 
     restorer = i2sb.load(write_run(tmp_path / "run", task={"ot_ode": False}), device="cpu")

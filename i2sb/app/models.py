@@ -68,10 +68,9 @@ def model_samplers(restorer: Restorer) -> tuple[str, ...]:
 
 def model_names(paths: list[str]) -> list[str]:
     """Page names of checkpoint paths: the folder's (or file's) name, made unique with its parent's."""
-    names = [Path(p).resolve().name if Path(p).is_dir() else Path(p).resolve().stem for p in paths]
-    for i, path in enumerate(paths):
-        if names.count(names[i]) > 1:
-            names[i] = f"{Path(path).resolve().parent.name}/{names[i]}"
+    bases = [Path(p).resolve().name if Path(p).is_dir() else Path(p).resolve().stem for p in paths]
+    names = [f"{Path(p).resolve().parent.name}/{base}" if bases.count(base) > 1 else base
+             for p, base in zip(paths, bases)]
     if len(set(names)) < len(names):
         raise ValueError(f"ckpt: the same checkpoint is given twice: {', '.join(paths)}")
     return names

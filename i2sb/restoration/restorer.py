@@ -186,8 +186,8 @@ class Restorer:
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"images must be a floating tensor (B, 3, H, W) in [-1, 1], got {shape}")
-        # contiguous: a view (e.g. load_image(...)[None], HWC strides) must give the bits of its copy (bf16
-        # kernels round differently per memory layout), as i2sb-sample's stacked batches do
+        # contiguous: a view (e.g. load_image(...)[None], HWC strides) must give the bits of its copy, as
+        # i2sb-sample's stacked batches do (CPU kernels, fp32 and bf16 alike, round differently per memory layout)
         x1 = images.to(device=self.device, dtype=torch.float32).contiguous()
         if mask is None:
             return x1, None
