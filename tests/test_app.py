@@ -49,7 +49,7 @@ def test_restore_endpoint_writes_i2sb_samples_bytes(site, model, samples, keys):
     sampler = keys[0].split("=")[1] if keys else "ddpm"
     mask = root / "masks" / "photo.png" if model == "inpaint_center" else None
     photos = sorted((root / "photos" / model).iterdir())
-    gallery, pair, files, status, *_ = restore(client, model, photos, mask, nfe=3, sampler=sampler, seed=11,
+    gallery, pair, files, status = restore(client, model, photos, mask, nfe=3, sampler=sampler, seed=11,
                                                samples=samples)
     expected = reference(root, model, f"cli_{model}", "nfe=3", "seed=11", f"n_samples={samples}", *keys,
                          *([f"mask={root / 'masks'}"] if mask else []))
@@ -122,7 +122,7 @@ def test_bad_masks_and_settings_are_one_line(site):
 def test_one_bad_photo_among_good_ones_is_a_line_of_the_report(site):
     root, server, client = site
     notes, _ = bad_files(root)["not an image"]
-    _, _, files, status, _ = restore(client, "jpeg5", [root / "photos" / "jpeg5" / "photo.png", notes])
+    _, _, files, status = restore(client, "jpeg5", [root / "photos" / "jpeg5" / "photo.png", notes])
     assert [Path(f).name for f in files] == ["photo.png"]
     assert "notes.png: cannot read image" in status and "photo.png: 28x20" in status
 
