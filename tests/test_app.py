@@ -50,7 +50,7 @@ def test_restore_endpoint_writes_i2sb_samples_bytes(site, model, samples, keys):
     mask = root / "masks" / "photo.png" if model == "inpaint_center" else None
     photos = sorted((root / "photos" / model).iterdir())
     gallery, pair, files, status = restore(client, model, photos, mask, nfe=3, sampler=sampler, seed=11,
-                                               samples=samples)
+                                           samples=samples)
     expected = reference(root, model, f"cli_{model}", "nfe=3", "seed=11", f"n_samples={samples}", *keys,
                          *([f"mask={root / 'masks'}"] if mask else []))
     got = {Path(f).name: Path(f).read_bytes() for f in files}
