@@ -1,17 +1,23 @@
-"""``i2sb-app`` through ``gradio_client`` against the running server on 127.0.0.1: the ``/restore`` endpoint's PNGs
-are ``i2sb-sample``'s bytes (JPEG, 4x SR, inpainting with a mask, an EXIF-rotated phone photo, several samples),
-bad uploads are one line and the server goes on; the parts without a server (drawn masks, settings, the
-command line) directly."""
+"""``i2sb-app`` against the running server on 127.0.0.1 (one per module), as its users reach it.
+
+* ``gradio_client``: the ``/restore`` endpoint's PNGs are ``i2sb-sample``'s bytes (JPEG, 4x SR, inpainting with a
+  mask, an EXIF-rotated phone photo, several samples); bad uploads are one line and the server goes on;
+* a real browser (Debian's Chromium driven by Playwright): open the page, upload a photo, set NFE, press Restore,
+  wait, download: ``i2sb-sample``'s bytes; holes drawn with the brush are the mask ``i2sb-sample`` gets. Runs in
+  CI (``.ci/run`` installs Chromium); elsewhere skipped only where Chromium is not installed;
+* the parts without a server (drawn masks, settings, the command line) directly.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app_server import i2sb_sample
+from app_server import CHROMIUM, AppServer, i2sb_sample, restore_in_browser
 from helpers import random_image, write_run
 from i2sb.app.main import TOOL, app_main
 from i2sb.app.models import load_models, model_names
@@ -19,13 +25,30 @@ from i2sb.app.restore import mask_from_layers, whole_number
 from i2sb.cli.keyvalue import usage
 
 gradio_client = pytest.importorskip("gradio_client")
-MAX_PIXELS = 48 * 48  # app_site's (tests/conftest.py)
+MAX_PIXELS = 48 * 48
+TASKS = {"jpeg5": {"degradation": "jpeg5", "ot_ode": False}, "sr4x_pool": {"degradation": "sr4x_pool"},
+         "inpaint_center": {"degradation": "inpaint_center", "ot_ode": True, "beta_max": 1.0}}
 
 
 @pytest.fixture(scope="module")
-def site(app_site):
-    root, server = app_site
-    return root, server, gradio_client.Client(server.url, verbose=False)
+def site(tmp_path_factory):
+    """``(root, server, client)``: three tiny runs (``root/runs/NAME``), photos (``root/photos/NAME/``, an
+    EXIF-rotated phone JPEG among jpeg5's), a mask (``root/masks/photo.png``), ``i2sb-app`` serving the runs with
+    max_pixels 48x48, and a ``gradio_client`` of it."""
+    root = tmp_path_factory.mktemp("app")
+    runs = [write_run(root / "runs" / name, task=task) for name, task in TASKS.items()]
+    for name, (h, w) in {"jpeg5": (20, 28), "sr4x_pool": (8, 12), "inpaint_center": (16, 24)}.items():
+        (root / "photos" / name).mkdir(parents=True)
+        random_image(h, w, seed=len(name)).save(root / "photos" / name / "photo.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    random_image(12, 20, seed=3).save(root / "photos" / "jpeg5" / "phone.jpg", quality=90, exif=exif.tobytes())
+    (root / "masks").mkdir()
+    holes = np.zeros((16, 24), np.uint8)
+    holes[4:12, 6:18] = 255
+    Image.fromarray(holes).save(root / "masks" / "photo.png")
+    with AppServer(runs, f"max_pixels={MAX_PIXELS}") as server:
+        yield root, server, gradio_client.Client(server.url, verbose=False)
 
 
 def restore(client, model, photos, mask=None, nfe=2, sampler="ddpm", seed=7, samples=1):
@@ -169,3 +192,36 @@ def test_command_line_errors_are_usage_errors(tmp_path, capsys):
         assert app_main(argv) == 2
         err = capsys.readouterr().err
         assert expected in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------- a real browser
+@pytest.fixture
+def browser_ready():
+    pytest.importorskip("playwright")
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it")
+
+
+def test_page_restores_an_upload_to_i2sb_samples_bytes(site, browser_ready, tmp_path):
+    root, server, _ = site
+    photo = root / "photos" / "jpeg5" / "photo.png"
+    downloaded, shot, _ = restore_in_browser(server.url, photo, nfe=2, folder=tmp_path)
+    i2sb_sample(f"ckpt={root / 'runs' / 'jpeg5'}", f"input={photo}", f"output={tmp_path / 'cli'}", "nfe=2")
+    assert downloaded.read_bytes() == (tmp_path / "cli" / "photo.png").read_bytes()
+    assert shot.stat().st_size > 10_000  # the screenshot (kept in the test's tmp dir)
+
+
+def test_holes_drawn_on_the_photo_are_the_mask_i2sb_sample_gets(site, browser_ready, tmp_path):
+    root, server, _ = site
+    photo = root / "photos" / "inpaint_center" / "photo.png"
+    downloaded, _, mask = restore_in_browser(server.url, photo, nfe=2, folder=tmp_path, model="inpaint_center")
+    with Image.open(mask) as image:
+        holes = np.asarray(image.convert("L"))
+    assert holes.shape == (16, 24) and (holes == 255).any()  # the photo's size, the stroke white
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "photo.png").write_bytes(mask.read_bytes())
+    i2sb_sample(f"ckpt={root / 'runs' / 'inpaint_center'}", f"input={photo}", f"output={tmp_path / 'cli'}", "nfe=2",
+                f"mask={tmp_path / 'masks'}")
+    assert downloaded.read_bytes() == (tmp_path / "cli" / "photo.png").read_bytes()
