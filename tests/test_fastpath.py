@@ -131,9 +131,10 @@ def test_auto_precision_resolves_per_device(tmp_path, monkeypatch):
     from i2sb.core import precision
 
     assert precision.resolve_precision("fp16", "cpu") == "fp16"
-    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "_cpu_has_bf16", lambda: True)  # CUDA: tests/test_cuda_fakes.py
+    monkeypatch.setattr(precision, "_onednn_runs_bf16", lambda: True)
     assert precision.resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "_onednn_runs_bf16", lambda: False)
     assert precision.resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(ValueError, match="precision"):
         precision.resolve_precision("fp8", "cpu")

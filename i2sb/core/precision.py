@@ -11,15 +11,26 @@ PRECISIONS = ("auto", *AUTOCAST_DTYPES)
 
 
 def native_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` runs bfloat16 natively: CUDA with bf16 support; a CPU with AVX512-BF16 or AMX
-    whose oneDNN may use them (``ONEDNN_MAX_CPU_ISA=AVX2`` caps oneDNN below bf16, and autocast's
-    convolutions then emulate bf16, slower than fp32)."""
+    """Whether ``device`` runs bfloat16 natively: a CUDA GPU of compute capability 8.0 or above (Ampere on:
+    bf16 tensor cores; ROCm GPUs too); a CPU with AVX512-BF16 or AMX whose oneDNN may use them
+    (``ONEDNN_MAX_CPU_ISA=AVX2`` caps oneDNN below bf16, and autocast's convolutions then emulate bf16,
+    slower than fp32)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return _cuda_runs_bf16(device)
     if device.type == "cpu":
         return _cpu_has_bf16() and _onednn_runs_bf16()
     return False
+
+
+def _cuda_runs_bf16(device: torch.device) -> bool:
+    """Compute capability >= 8.0 of ``device`` itself (not the current device). ``torch.cuda.is_bf16_supported()``
+    answers yes on V100 / T4 (sm70 / sm75) too, where bf16 is emulated and cuDNN has no bf16 convolutions."""
+    if not torch.cuda.is_available():
+        return False
+    if torch.version.hip:
+        return torch.cuda.is_bf16_supported()
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def _cpu_has_bf16() -> bool:

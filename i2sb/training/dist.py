@@ -2,7 +2,8 @@
 
 The rendezvous (every process reaching rank 0's store) has a deadline: ``I2SB_RDZV_TIMEOUT_S`` seconds
 (default ``RDZV_TIMEOUT_S``); a missed deadline is a one-line :class:`~.launchers.LaunchError` instead of a hang.
-Under torchrun its agent has met every process already. NCCL on CUDA (``cuda:LOCAL_RANK``), gloo on CPU.
+Under torchrun its agent has met every process already. NCCL on CUDA (``cuda:LOCAL_RANK``, or ``cuda:0`` where
+each task sees only its own GPU: :func:`~i2sb.utils.device.local_cuda`), gloo on CPU.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class DistInfo:
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group of this process's launcher (torchrun, submitit, srun; see :mod:`.launchers`).
 
-    One process without a launcher runs undistributed. ``device`` ``auto`` / ``cuda`` become ``cuda:LOCAL_RANK``.
+    One process without a launcher runs undistributed. ``device`` ``auto`` / ``cuda`` become this process's GPU:
+    ``cuda:LOCAL_RANK``, or ``cuda:0`` where the process sees one GPU (one bound per task).
     """
     launch = detect_launch()
     dev = resolve_device(device, launch.local_rank)

@@ -92,7 +92,9 @@ class Trainer:
     """The model, EMA, optimiser, step counter and the one resolved config (:attr:`cfg`) of one rank.
 
     :meth:`train_step` does one optimiser step and advances :attr:`step`; :meth:`save` / :meth:`load_state_dict`
-    write and restore everything a bit-exact resume needs.
+    write and restore everything a bit-exact resume needs. The global random generators are not part of it:
+    every step reseeds them (CPU and every GPU) from ``(seed, rank, step)``, so a checkpoint holds no per-GPU
+    state and resumes on any number of visible GPUs (older checkpoints' per-GPU states are ignored).
     """
 
     def __init__(self, cfg: TrainConfig, info: DistInfo):
@@ -172,7 +174,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.scheduler.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": _cuda_rng_states()},
+            "rng": {"torch": torch.get_rng_state()},  # see load_state_dict: no CUDA states
             "stats": {"bad_steps": int(self.bad_total)},
             "config": to_container(self.cfg),
         }
@@ -184,9 +186,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["lr_scheduler"])
         self.scaler.load_state_dict(state["grad_scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        torch.set_rng_state(state["rng"]["torch"])  # device-independent; older checkpoints' "cuda" list is ignored
         self.step = int(state["step"])
         self.bad_total.fill_(int(state.get("stats", {}).get("bad_steps", 0)))
 
@@ -198,10 +198,6 @@ class Trainer:
             if keep:
                 save_torch(state, self.run_dir / f"ckpt_{self.step:09d}.pt")
         barrier(self.info)
-
-
-def _cuda_rng_states() -> list[Tensor]:
-    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:

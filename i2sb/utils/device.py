@@ -35,15 +35,23 @@ def available_devices() -> list[str]:
     return [AUTO, "cpu", *(f"cuda:{i}" for i in range(cuda_count())), *(["mps"] if mps_available() else [])]
 
 
+def local_cuda(local_rank: int = 0) -> torch.device:
+    """The GPU of the process with ``local_rank`` on its node: ``cuda:{local_rank}`` where the process sees the
+    node's GPUs (torchrun, ``srun`` with every GPU visible to every task), ``cuda:0`` where it sees exactly one
+    (one GPU bound per task: Slurm ``--gpus-per-task=1`` / ``--gpu-bind``, cgroups, per-rank
+    ``CUDA_VISIBLE_DEVICES``)."""
+    return torch.device("cuda", 0 if cuda_count() == 1 else local_rank)
+
+
 def auto_device(local_rank: int = 0) -> torch.device:
-    """``cuda:{local_rank}`` when CUDA is available, else ``mps`` when MPS is, else ``cpu``."""
+    """:func:`local_cuda` when CUDA is available, else ``mps`` when MPS is, else ``cpu``."""
     if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
+        return local_cuda(local_rank)
     return torch.device("mps") if mps_available() else torch.device("cpu")
 
 
 def _parse(device: str | torch.device, local_rank: int) -> torch.device | None:
-    """The name as a ``torch.device`` (``auto`` resolved, ``cuda`` -> ``cuda:{local_rank}``); None if no device."""
+    """The name as a ``torch.device`` (``auto`` resolved, ``cuda`` -> :func:`local_cuda`); None if no device."""
     name = str(device).strip().lower()
     if name == AUTO:
         return auto_device(local_rank)
@@ -52,16 +60,20 @@ def _parse(device: str | torch.device, local_rank: int) -> torch.device | None:
     except (RuntimeError, ValueError):
         return None
     if parsed.type == "cuda" and parsed.index is None:
-        return torch.device("cuda", local_rank)
+        return local_cuda(local_rank)
     return parsed
 
 
-def _unavailable(dev: torch.device) -> str | None:
-    """Why this machine cannot run ``dev``; None when it can."""
+def _unavailable(dev: torch.device, local_rank: int, explicit: bool) -> str | None:
+    """Why this machine cannot run ``dev``; None when it can. ``explicit``: the name gave the GPU's index."""
     if dev.type == "cuda":
         count = cuda_count()
         if count == 0:
             return "CUDA is not available here"
+        if dev.index >= count and not explicit:
+            return (f"local rank {local_rank} but this process sees {count} CUDA devices (cuda:0 to "
+                    f"cuda:{count - 1}): give each task one GPU (e.g. srun --gpus-per-task=1) or every task "
+                    f"all of its node's GPUs")
         if dev.index >= count:
             return f"this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
     if dev.type == "mps":
@@ -75,14 +87,15 @@ def _unavailable(dev: torch.device) -> str | None:
 def resolve_device(device: str | torch.device, local_rank: int = 0, key: str = "device") -> torch.device:
     """``device`` (``auto | cpu | cuda | cuda:N | mps`` or a ``torch.device``) -> a ``torch.device`` this machine has.
 
-    ``cuda`` (and ``auto`` on a CUDA machine) means ``cuda:{local_rank}``, one GPU per process under torchrun.
+    ``cuda`` (and ``auto`` on a CUDA machine) means this process's own GPU, :func:`local_cuda`: ``cuda:{local_rank}``
+    under torchrun, ``cuda:0`` where one GPU is bound to each task.
     Raises :class:`DeviceError` (one line naming ``key`` and the devices available) otherwise.
     """
     dev = _parse(device, local_rank)
     available = ", ".join(available_devices())
     if dev is None or dev.type not in SUPPORTED_TYPES:
         raise DeviceError(f"{key}={device}: not a device i2sb runs on ({FORMS}); available here: {available}")
-    reason = _unavailable(dev)
+    reason = _unavailable(dev, local_rank, explicit=dev.type == "cuda" and ":" in str(device))
     if reason is not None:
         shown = str(device) if str(device) == str(dev) else f"{device} ({dev})"
         raise DeviceError(f"{key}={shown}: {reason}; available here: {available}")
