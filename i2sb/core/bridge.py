@@ -189,15 +189,17 @@ class Bridge:
         ot_ode: bool = False,
         noise: Tensor | None = None,
         generator: Generators = None,
+        coefs: tuple[float, float, float] | None = None,
     ) -> Tensor:
         """Draw ``X_prev ~ p(X_prev | X_0 = x0_hat, X_step = xt)`` (Eq. 4).
 
         No noise is added when ``prev_step == 0`` (the last step returns the mean, as the authors do) or
-        with ``ot_ode``. ``xt``, ``x0_hat``: (B, C, H, W). Returns (B, C, H, W).
+        with ``ot_ode``. ``xt``, ``x0_hat``: (B, C, H, W). Returns (B, C, H, W). ``coefs``: this step's
+        :meth:`posterior_coefs`, when the caller computed them beforehand.
         """
         self._check_pair(xt, x0_hat, "xt and x0_hat")
         prev_step, step = int(prev_step), int(step)
-        c_x0, c_xn, std = self.posterior_coefs(prev_step, step)
+        c_x0, c_xn, std = self.posterior_coefs(prev_step, step) if coefs is None else coefs
         x_prev = c_x0 * x0_hat + c_xn * xt
         if not ot_ode and prev_step > 0:
             x_prev = x_prev + std * self._noise(x_prev, noise, generator)

@@ -31,7 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import Tensor
@@ -39,13 +40,14 @@ from tqdm.auto import tqdm
 
 from .boundary import fill_hole, keep_known
 from .noise import Generators, randn
-from .sampler_coefs import check_eta, heun_coefs, implicit_coefs, ode_coefs
+from .sampler_coefs import StepCoefs, check_eta, heun_coefs, implicit_coefs, ode_coefs
 from .types import Predictor, StepCallback
 
 if TYPE_CHECKING:  # annotations only: the bridge imports the samplers (Bridge.sample), not the other way round
     from .bridge import Bridge
 
 DEFAULT_ETA = 0.0  # the implicit sampler's default: deterministic after the first step (DBIM's choice)
+C = TypeVar("C")
 
 
 def _check_x1(x1: Tensor, mask: Tensor | None) -> None:
@@ -69,10 +71,28 @@ def _start(x1: Tensor, mask: Tensor | None, generator: Generators) -> tuple[Tens
     return fill_hole(x1, mask, generator), mask.to(device=x1.device, dtype=x1.dtype)
 
 
-def _pairs(steps: Sequence[int], progress: bool, desc: str) -> list[tuple[int, int]]:
-    """``(prev_step, step)`` from the degraded end to the clean end, optionally under tqdm."""
-    pairs = list(zip(steps[:-1], steps[1:]))[::-1]
+def _pairs(steps: Sequence[int], coefs: Callable[[int, int], C], progress: bool,
+           desc: str) -> Sequence[tuple[int, int, C]]:
+    """``(prev_step, step, coefs(prev_step, step))`` from the degraded end to the clean end, optionally under tqdm.
+
+    Every step's coefficients are Python floats computed here, before the first network call: the loop itself
+    reads no tensor into Python (no host-device synchronisation on CUDA, tests/test_syncs.py)."""
+    pairs = [(prev, step, coefs(prev, step)) for prev, step in list(zip(steps[:-1], steps[1:]))[::-1]]
     return tqdm(pairs, desc=desc, leave=False) if progress else pairs
+
+
+def _ddpm_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[tuple[float, float, float], float]:
+    """Eq. 4's coefficients and ``std_sb[prev_step]`` (Eq. 11, the known region of inpainting)."""
+    return bridge.posterior_coefs(prev_step, step), float(bridge.std_sb[prev_step])
+
+
+def _implicit_coefs(bridge: Bridge, prev_step: int, step: int, eta: float) -> tuple[StepCoefs, float]:
+    return implicit_coefs(bridge, prev_step, step, eta), float(bridge.std_sb[prev_step])
+
+
+def _multistep_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[tuple[float, float, float], float]:
+    """:func:`ode_coefs` and ``s_t = std_fwd[step]**2``."""
+    return ode_coefs(bridge, prev_step, step), float(bridge.std_fwd[step] ** 2)
 
 
 def _predict(predict_x0: Predictor, xt: Tensor, step: int, clip_denoise: bool) -> Tensor:
@@ -97,11 +117,13 @@ def ddpm_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, ot_
     steps = bridge.timesteps(nfe)
     x1, mask = _start(x1, mask, generator)
     xt = x1
-    for prev_step, step in _pairs(steps, progress, "I2SB sampling"):
+    step_coefs = partial(_ddpm_coefs, bridge)
+    for prev_step, step, (posterior, std_sb) in _pairs(steps, step_coefs, progress, "I2SB sampling"):
         pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
-        xt = bridge.posterior_sample(prev_step, step, xt, pred_x0, ot_ode=ot_ode, generator=generator)  # Eq. 4
+        xt = bridge.posterior_sample(prev_step, step, xt, pred_x0, ot_ode=ot_ode, generator=generator,
+                                     coefs=posterior)  # Eq. 4
         if mask is not None:
-            known = x1 if ot_ode else x1 + float(bridge.std_sb[prev_step]) * _randn(x1, generator)  # Eq. 11
+            known = x1 if ot_ode else x1 + std_sb * _randn(x1, generator)  # Eq. 11
             xt = keep_known(xt, known, mask)
         if callback is not None:
             callback(prev_step, step, xt, pred_x0)
@@ -132,9 +154,9 @@ def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int,
         raise ValueError(f"boot_noise must have shape {tuple(x1.shape)}, got {tuple(boot_noise.shape)}")
     x1, mask = _start(x1, mask, generator)
     top, xt, zeta = bridge.n_steps - 1, x1, None
-    for prev_step, step in _pairs(steps, progress, "I2SB implicit sampling"):
+    step_coefs = partial(_implicit_coefs, bridge, eta=eta)
+    for prev_step, step, (c, std_sb) in _pairs(steps, step_coefs, progress, "I2SB implicit sampling"):
         pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
-        c = implicit_coefs(bridge, prev_step, step, eta)
         booting = step == top
         x_prev = c.c_x0 * pred_x0 + c.c_x1 * x1 + c.c_xt * xt
         if prev_step > 0 and c.std > 0:
@@ -145,7 +167,7 @@ def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int,
                 zeta = boot_noise.to(x1) if boot_noise is not None else _randn(x1, generator)
             elif eta > 0:
                 zeta = math.sqrt(1.0 - eta**2) * zeta + eta * _randn(x1, generator)
-            x_prev = keep_known(x_prev, x1 + float(bridge.std_sb[prev_step]) * zeta, mask)
+            x_prev = keep_known(x_prev, x1 + std_sb * zeta, mask)
         xt = x_prev
         if callback is not None:
             callback(prev_step, step, xt, pred_x0)
@@ -175,10 +197,9 @@ def heun_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mas
     steps = heun_steps(bridge, nfe)
     x1, mask = _start(x1, mask, generator)
     xt = x1
-    pairs = _pairs(steps, progress, "I2SB Heun sampling")
-    for i, (prev_step, step) in enumerate(pairs):
+    pairs = _pairs(steps, partial(heun_coefs, bridge), progress, "I2SB Heun sampling")
+    for i, (prev_step, step, (r, c_t, c_s)) in enumerate(pairs):
         pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
-        r, c_t, c_s = heun_coefs(bridge, prev_step, step)
         x_prev = keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)  # Euler: the authors' OT-ODE step
         corrected = prev_step > 0 and not (nfe % 2 == 0 and i == 0)
         if corrected:
@@ -206,10 +227,9 @@ def multistep_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int
     steps = bridge.timesteps(nfe)
     x1, mask = _start(x1, mask, generator)
     xt, history = x1, None
-    for prev_step, step in _pairs(steps, progress, "I2SB multistep sampling"):
+    step_coefs = partial(_multistep_coefs, bridge)
+    for prev_step, step, ((r, g, delta), s_t) in _pairs(steps, step_coefs, progress, "I2SB multistep sampling"):
         pred_t = _predict(predict_x0, xt, step, clip_denoise)
-        r, g, delta = ode_coefs(bridge, prev_step, step)
-        s_t = float(bridge.std_fwd[step] ** 2)
         pred_x0 = pred_t
         if history is not None:
             s_u, pred_u = history

@@ -52,6 +52,8 @@ class SamplingOptions:
     precision: str = "auto"
     tile: int = 0
     tile_overlap: int = 0
+    tile_batch: int | None = None  # images per network call when tiling (None: see tiling.default_tile_batch)
+    channels_last: bool = False  # the network's weights in channels-last memory (NHWC convolutions on CUDA)
 
 
 class Algorithm(Protocol):
@@ -113,7 +115,8 @@ class Restorer:
     # ------------------------------------------------------------------ options, once
     def options(self, nfe: int | None = None, sampler: str = "ddpm", eta: float | None = None,
                 ot_ode: bool | None = None, clip_denoise: bool = False, precision: str = "auto",
-                tile: int | None = None, tile_overlap: int | None = None) -> SamplingOptions:
+                tile: int | None = None, tile_overlap: int | None = None, tile_batch: int | None = None,
+                channels_last: bool = False) -> SamplingOptions:
         """Resolve defaults and check every sampling option against this model; :class:`OptionError` otherwise.
 
         Args:
@@ -126,6 +129,12 @@ class Restorer:
                 runs it natively, see :func:`i2sb.core.precision.resolve_precision`).
             tile, tile_overlap: None -> tiles of the training size (rounded to ``down_factor``) overlapping by a
                 quarter; 0 -> never tile.
+            tile_batch: at most this many images per network call when tiling (the tiles of a batch go through
+                the network together; None: one tile per call on the CPU, ``max(batch, 8)`` images on GPUs; 1: one
+                tile after another). The same result up to the network's rounding at another batch size.
+            channels_last: convert the network's weights to channels-last memory before restoring, so that
+                convolutions run in NHWC (on CUDA: cuDNN's tensor-core layout; on CPU the inputs are channels-last
+                anyway, :mod:`i2sb.core.layout`). Same values, another memory layout.
         """
         nfe = self.default_nfe if nfe is None else nfe
         if isinstance(nfe, bool) or not isinstance(nfe, Integral) or not 1 <= nfe <= self.algorithm.max_nfe:
@@ -139,7 +148,11 @@ class Restorer:
         if precision not in PRECISIONS:
             raise OptionError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         tile, tile_overlap = self._tiling(tile, tile_overlap)
-        return SamplingOptions(int(nfe), sampler, eta_used, ot_ode_used, bool(clip_denoise), precision, tile, tile_overlap)
+        if tile_batch is not None and (isinstance(tile_batch, bool) or not isinstance(tile_batch, Integral)
+                                       or tile_batch < 1):
+            raise OptionError("tile_batch", f"must be None (auto) or a positive integer, got {tile_batch!r}")
+        return SamplingOptions(int(nfe), sampler, eta_used, ot_ode_used, bool(clip_denoise), precision, tile,
+                               tile_overlap, None if tile_batch is None else int(tile_batch), bool(channels_last))
 
     def _tiling(self, tile: int | None, overlap: int | None) -> tuple[int, int]:
         m = self.down_factor
@@ -161,13 +174,15 @@ class Restorer:
 
         Args:
             mask: inpainting mask (B or 1, 1, H, W), 1 = hole; the hole's pixels in ``images`` are ignored.
-            generator: ``torch.Generator`` on ``self.device`` for reproducible noise.
+            generator: ``torch.Generator`` on ``self.device`` for reproducible noise (or one per image); a
+                generator on another device is a one-line ``ValueError`` before any work.
             callback: ``callback(prev_step, step, x_prev, pred_x0)`` with cropped (B, 3, H, W) tensors,
                 e.g. an :class:`i2sb.core.trajectory.Trajectory`.
             options: resolved :class:`SamplingOptions`; otherwise ``settings`` (``nfe=``, ``sampler=``, ...)
                 go through :meth:`options`.
         """
         options = self.options(**settings) if options is None else options
+        self._check_generator(generator)
         x1, mask = self._check_inputs(images, mask)
         height, width = x1.shape[-2:]
         if self.algorithm.pads:
@@ -176,11 +191,24 @@ class Restorer:
         elif height % self.down_factor or width % self.down_factor:
             raise ValueError(f"{self.algorithm.name} needs image sides divisible by {self.down_factor}, got "
                              f"{width}x{height}")
+        if options.channels_last:
+            self.denoiser.to(memory_format=torch.channels_last)
         model = self.denoiser
         if options.tile:
-            model = TiledDenoiser(self.denoiser, options.tile, options.tile_overlap)
+            model = TiledDenoiser(self.denoiser, options.tile, options.tile_overlap, options.tile_batch)
         out = self.algorithm.run(model, x1, mask, options, generator, cropped_callback(callback, height, width))
         return out[..., :height, :width].to(device=images.device, dtype=images.dtype)
+
+    def _check_generator(self, generator: Generators) -> None:
+        """Every generator on this model's device (``torch.randn`` draws on the generator's device)."""
+        generators = [generator] if isinstance(generator, torch.Generator) else list(generator or [])
+        device = self.device
+        for g in generators:
+            if not isinstance(g, torch.Generator):
+                raise ValueError(f"generator must be a torch.Generator (or one per image), got {type(g).__name__}")
+            if g.device.type != device.type or (g.device.index or 0) != (device.index or 0):
+                raise ValueError(f"generator is on {g.device} but the model is on {device}: create it with "
+                                 f"torch.Generator(device={str(device)!r})")
 
     def _check_inputs(self, images: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
