@@ -84,7 +84,8 @@ class TrainerConfig:
     """Optimisation; defaults are the authors' (AdamW 5e-5, StepLR 0.99/1000, EMA 0.99, batch 256)."""
 
     batch_size: int = 256  # global batch, all ranks and microbatches together
-    microbatch: int = 2  # per-rank forward/backward size; gradients accumulate up to batch_size
+    microbatch: Any = 2  # per-rank forward/backward size (gradients accumulate up to batch_size), or auto: the
+    # largest that fits, probed once at the start on CUDA (elsewhere: up to 8); same global batch and loss
     lr: float = 5e-5
     weight_decay: float = 0.0
     lr_gamma: float = 0.99
@@ -96,9 +97,13 @@ class TrainerConfig:
     max_steps: int = 1_000_000
     grad_clip: float = 0.0  # 0 disables
     precision: str = "auto"  # auto (bf16 where native, else fp32) | fp32 | bf16 | fp16 (autocast; GradScaler for fp16)
-    channels_last: bool = False
+    channels_last: bool = False  # network weights and inputs in channels-last memory (NHWC convolutions)
     compile: bool = False
     fused_optimizer: bool = True  # fused AdamW where the device supports it
+    cudnn_benchmark: bool = True  # CUDA: cuDNN times its convolution algorithms per shape and keeps the fastest
+    deterministic: bool = False  # deterministic kernels, TF32 off (CUDA: bit-exact reruns and resumes, slower)
+    ddp_broadcast_buffers: bool = False  # DDP re-sends buffers every step (none of the networks' buffers change)
+    ddp_bucket_view: bool = True  # DDP gradient_as_bucket_view: gradients live in the all-reduce buckets
     ckpt_every: int = 1000  # write run_dir/latest.pt
     keep_every: int = 0  # also keep run_dir/ckpt_{step}.pt every N steps (0: never)
     eval_every: int = 1000  # validation PSNR + image grid
@@ -173,7 +178,10 @@ def _check_values(cfg: TrainConfig) -> None:
     t = cfg.trainer
     if t.precision not in PRECISIONS:
         raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, got '{t.precision}'")
-    for key in ("batch_size", "microbatch", "max_steps", "lr_step", "ckpt_every", "eval_every", "log_every"):
+    if t.microbatch != "auto" and (isinstance(t.microbatch, bool) or not isinstance(t.microbatch, int)):
+        raise ConfigError(f"config key 'trainer.microbatch': must be a positive integer or auto, got {t.microbatch!r}")
+    for key in ("batch_size", *(("microbatch",) if t.microbatch != "auto" else ()), "max_steps", "lr_step",
+                "ckpt_every", "eval_every", "log_every"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"config key 'trainer.{key}': must be positive, got {getattr(t, key)}")
     for key in ("ema", "adam_beta2"):

@@ -11,8 +11,9 @@
 
 ``--authors PATH`` (a clone of https://github.com/NVlabs/I2SB; needs ``pip install torch-ema``) adds their
 training iteration (``Runner.train``'s loop body) and their NFE-n sampler (``Runner.ddpm_sampling``) on the same
-U-Net, batch and machine, run through ``scripts/authors_adapter.py`` in their own subprocesses, interleaved with
-ours; the ``x authors`` columns are speed ratios (above 1: this library is faster).
+U-Net, batch and device (``--device cuda``: their code on the same GPU), run through
+``scripts/authors_adapter.py`` in their own subprocesses, interleaved with ours; the ``x authors`` columns are
+speed ratios (above 1: this library is faster). ``scripts/gpu_check.sh`` is the one command for a lent GPU.
 
 Every variant runs in its own subprocess (clean peak-memory numbers, no cross-talk), warms up, then repeats;
 the table shows medians with the spread (min–max) over the repeats; training variants are measured in
@@ -116,7 +117,7 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
     from i2sb.methods import task_degradation
     from i2sb.training.dist import DistInfo
     from i2sb.training.trainer import Trainer
-    from i2sb.utils.device import resolve_device
+    from i2sb.utils.device import backend_flags, resolve_device
 
     import yaml
 
@@ -130,7 +131,8 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
         "run_dir": "/tmp/i2sb-bench", "device": args.device, "logging": {"progress": False},
     })
     device = resolve_device(args.device)
-    trainer = Trainer(cfg, DistInfo(device=device))
+    backend_flags(device, cfg.trainer.cudnn_benchmark, cfg.trainer.deterministic).__enter__()  # as i2sb-train; this
+    trainer = Trainer(cfg, DistInfo(device=device))                                            # process only
     deg = task_degradation(trainer.cfg.task, trainer.cfg.data.image_size)
     size = cfg.model.image_size
     batch = {"x0": torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1}
@@ -148,35 +150,46 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
             "params_m": sum(p.numel() for p in trainer.unet.parameters()) / 1e6}
 
 
-def authors_train_worker(args: argparse.Namespace, _: Any) -> dict[str, Any]:
-    """The authors' training iteration on the same U-Net and batch (their fp32; they have no autocast path)."""
+def authors_train_worker(args: argparse.Namespace, variant: dict[str, Any] | None) -> dict[str, Any]:
+    """The authors' training iteration on the same U-Net, batch and device (their fp32; they have no autocast
+    path); ``variant["microbatch"]``: their microbatch (default: the whole batch in one pass)."""
     import torch
 
     from authors_adapter import make_train_step, our_unet_kwargs
+    from i2sb.utils.device import resolve_device
 
+    device = resolve_device(args.device)
     size = model_config(args.model, args.size)["image_size"]
     kw = our_unet_kwargs(model_config(args.model, args.size))
-    step = make_train_step(args.authors, kw, batch=args.batch, size=size, task=args.task, lr=5e-5, seed=0)
-    x0 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    step = make_train_step(args.authors, kw, batch=args.batch, size=size, task=args.task, lr=5e-5, seed=0,
+                           device=str(device), microbatch=(variant or {}).get("microbatch"))
+    x0 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1  # their loader's
     base_rss = rss_mb()
-    times = timed(lambda: step(x0), args.warmup, args.repeats, lambda: None)
-    return {**summary(times), "images_per_s": args.batch / statistics.median(times),
-            "memory_mb": peak_rss_mb() - base_rss, "params_m": step.model.n_params() / 1e6}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = timed(lambda: step(x0), args.warmup, args.repeats, device_sync(device))
+    memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb() - base_rss
+    return {**summary(times), "images_per_s": args.batch / statistics.median(times), "memory_mb": memory,
+            "params_m": step.model.n_params() / 1e6}
 
 
 def authors_sample_worker(args: argparse.Namespace, _: Any) -> dict[str, Any]:
-    """The authors' ``Runner.ddpm_sampling`` at each NFE, paired with their bare network forwards."""
+    """The authors' ``Runner.ddpm_sampling`` at each NFE on the same device, paired with their bare network
+    forwards."""
     import torch
 
     from authors_adapter import make_sampler, our_unet_kwargs
+    from i2sb.utils.device import resolve_device
 
+    device = resolve_device(args.device)
     size = model_config(args.model, args.size)["image_size"]
-    sample = make_sampler(args.authors, our_unet_kwargs(model_config(args.model, args.size)), size, task=args.task)
-    x1 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    step = torch.full((args.batch,), 500)
+    sample = make_sampler(args.authors, our_unet_kwargs(model_config(args.model, args.size)), size, task=args.task,
+                          device=str(device))
+    x1 = (torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+    step = torch.full((args.batch,), 500, device=device)
     forward = lambda: sample.model.net(x1, step)  # noqa: E731  their Image256Net forward
     with torch.no_grad():
-        return sampling_rows(lambda nfe: sample(x1, nfe), forward, args)
+        return sampling_rows(lambda nfe: sample(x1, nfe), forward, args, device_sync(device))
 
 
 def sampling_rows(sample_at: Callable[[int], Any], forward: Callable[[], Any], args: argparse.Namespace,

@@ -8,6 +8,7 @@ each task sees only its own GPU: :func:`~i2sb.utils.device.local_cuda`), gloo on
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import time
@@ -16,6 +17,8 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..utils.device import resolve_device
 from .launchers import Launch, LaunchError, detect_launch
@@ -101,6 +104,16 @@ def _wait_for_port(host: str, port: int, deadline: float) -> None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no store listening ({err.strerror or err})") from None
             time.sleep(0.2)
+
+
+def wrap_ddp(module: nn.Module, device: torch.device, sync_buffers: bool, bucket_view: bool) -> DDP:
+    """``module`` under DistributedDataParallel on ``device``; ``sync_buffers``: re-send the buffers from rank 0
+    before every forward (torch's default; needless where no buffer changes); ``bucket_view``: gradients are
+    views into the all-reduce buckets instead of a second copy (``gradient_as_bucket_view``)."""
+    sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters else \
+        "broadcast_buffers"  # its name in older torch
+    return DDP(module, device_ids=[device] if device.type == "cuda" else None, gradient_as_bucket_view=bucket_view,
+               **{sync: sync_buffers})
 
 
 def barrier(info: DistInfo) -> None:

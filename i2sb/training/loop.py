@@ -22,6 +22,7 @@ from ..config import TrainConfig, to_container, to_train_config
 from ..data import build_split, infinite_loader
 from ..methods import task_degradation
 from ..restoration.checkpoints import LATEST
+from ..utils.device import backend_flags
 from ..utils.files import remove_temp_files
 from .dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
 from .resume import read_latest
@@ -57,7 +58,8 @@ def train(cfg: Any) -> dict[str, Any]:
     cfg = to_train_config(cfg)
     info = init_distributed(cfg.device)
     try:
-        return _train(cfg, info)
+        with backend_flags(info.device, cfg.trainer.cudnn_benchmark, cfg.trainer.deterministic):
+            return _train(cfg, info)
     finally:
         shutdown(info)
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..config import ConfigError, TrainConfig, to_container
 from ..core.precision import resolve_precision
@@ -27,8 +26,9 @@ from ..nets.unet import UNet
 from ..restoration.checkpoints import FORMAT, LATEST, VERSION
 from ..utils.seeds import seeded_generator
 from ..utils.torchfile import save_torch
-from .dist import DistInfo, barrier
+from .dist import DistInfo, barrier, print0, wrap_ddp
 from .ema import EMA
+from .microbatch import AUTO, choose_microbatch
 
 STEP_STREAM = 7  # the last word of a step's seed (seed, rank, step, 7): kept so old runs resume identically
 
@@ -78,8 +78,14 @@ def step_generator(seed: int, rank: int, step: int, device: torch.device) -> tor
 
 
 def micro_steps(cfg: TrainConfig, world_size: int) -> int:
-    """Microbatches per rank and optimiser step; ``batch_size`` must split evenly."""
+    """Microbatches per rank and optimiser step; ``batch_size`` must split evenly (with ``microbatch=auto``:
+    over the ranks, and 1 until the microbatch is chosen)."""
     t = cfg.trainer
+    if t.microbatch == AUTO:
+        if t.batch_size % world_size:
+            raise ConfigError(f"config key 'trainer.batch_size': {t.batch_size} is not divisible by world_size "
+                              f"({world_size})")
+        return 1
     if t.batch_size % (world_size * t.microbatch):
         raise ConfigError(
             f"config key 'trainer.batch_size': {t.batch_size} is not divisible by world_size ({world_size}) "
@@ -112,16 +118,29 @@ class Trainer:
             self.unet.to(memory_format=torch.channels_last)
         self.denoiser = self.method.denoiser(self.unet).to(self.device)
         self.ema = EMA(self.unet, cfg.trainer.ema, cfg.trainer.ema_warmup)
+        self._choose_microbatch()
         self.optimizer, self.scheduler = build_optimizer(list(self.unet.parameters()), cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.trainer.precision == "fp16")
         self.step = 0
         self.bad_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.bad_run = torch.zeros((), dtype=torch.long, device=self.device)
-        self.ddp = DDP(self.denoiser, device_ids=[self.device] if self.device.type == "cuda" else None) \
-            if info.distributed else None
+        self.ddp = wrap_ddp(self.denoiser, self.device, cfg.trainer.ddp_broadcast_buffers,
+                            cfg.trainer.ddp_bucket_view) if info.distributed else None
         self.model: nn.Module = self.ddp if self.ddp is not None else self.denoiser
         if cfg.trainer.compile:
             self.model = torch.compile(self.model)
+
+    def _choose_microbatch(self) -> None:
+        """``trainer.microbatch=auto`` -> the largest that fits (:mod:`.microbatch`), in :attr:`cfg` from here on."""
+        t = self.cfg.trainer
+        if t.microbatch != AUTO:
+            return
+        per_rank = t.batch_size // self.info.world_size
+        chosen = choose_microbatch(self, per_rank)
+        self.cfg = replace(self.cfg, trainer=replace(t, microbatch=chosen))
+        self.n_micro = micro_steps(self.cfg, self.info.world_size)
+        print0(self.info, f"[i2sb] trainer.microbatch=auto: {chosen} on {self.device} ({self.n_micro} passes of "
+                          f"{chosen} per step and rank, batch {t.batch_size})")
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batches: list[dict[str, Tensor]], deg: Degradation | None) -> Tensor:

@@ -3,10 +3,15 @@
 ``auto`` picks CUDA, then Apple's MPS, then the CPU. A device this machine does not have (``cuda`` without
 CUDA, ``mps`` without MPS, ``cuda:3`` with one GPU) or a name that is no device (``tpu``) is a one-line
 :class:`DeviceError` naming the key and the devices available here. It is a ``ValueError``, so every command
-line reports it as a usage error (exit status 2).
+line reports it as a usage error (exit status 2). :func:`backend_flags` sets the kernel choices of a run
+(cuDNN benchmarking, deterministic algorithms).
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
 
 import torch
 
@@ -100,3 +105,35 @@ def resolve_device(device: str | torch.device, local_rank: int = 0, key: str = "
         shown = str(device) if str(device) == str(dev) else f"{device} ({dev})"
         raise DeviceError(f"{key}={shown}: {reason}; available here: {available}")
     return dev
+
+
+CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for reproducible results (CUDA's documentation)
+
+
+@contextlib.contextmanager
+def backend_flags(device: torch.device, benchmark: bool = True, deterministic: bool = False) -> Iterator[None]:
+    """Process-wide kernel choices for a run on ``device``, restored on exit.
+
+    ``benchmark`` (CUDA only): cuDNN times its convolution algorithms for each new shape and keeps the fastest
+    (the first steps are slower; fixed shapes, as in training, gain). ``deterministic``: the same bits on every
+    run of the same program on the same hardware and software: ``torch.use_deterministic_algorithms``
+    (an op without a deterministic kernel is an error), cuDNN deterministic and not benchmarking, TF32 off
+    for matrix products and convolutions, ``CUBLAS_WORKSPACE_CONFIG`` set (when not set already; it must be
+    set before cuBLAS starts, i.e. before the first matrix product of the process).
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    try:
+        cudnn.benchmark = benchmark and device.type == "cuda" and not deterministic
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+            torch.use_deterministic_algorithms(True)
+            cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = True, False, False
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = saved[:4]
+        torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])
+        if saved[6] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
