@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +99,16 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         times = bench.timed(lambda: trainer.train_step(batches, deg), max(args.warmup, 1), args.repeats, sync)
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else bench.peak_rss_mb() - base_rss
-    return {**bench.summary(times), "microbatch": m, "passes": trainer.n_micro, "precision": trainer.cfg.trainer.precision,
-            "images_per_s": args.train_batch / statistics.median(times), "memory_mb": peak}
+        cuda = device.type == "cuda"
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else bench.peak_rss_mb() - base_rss
+    return {**bench.summary(times), "microbatch": m, "passes": trainer.n_micro,
+            "precision": trainer.cfg.trainer.precision, "memory_mb": peak,
+            "images_per_s": args.train_batch / statistics.median(times)}
 
 
 def sample_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str, Any]:
-    """``Restorer.restore`` at NFE 1 and 10 for ``variant`` (precision, batch): seconds per image."""
+    """``Restorer.restore`` at NFE 1 and 10 for ``variant`` (precision, batch; benchmark: cuDNN benchmarking,
+    channels_last): seconds per image."""
     import torch
 
     from i2sb.bridge import Bridge
@@ -128,11 +132,13 @@ def sample_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str
     out = {"precision": resolve_precision(variant["precision"], device)}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with backend_flags(device, benchmark=True), torch.no_grad():
+    options = restorer.options(precision=variant["precision"], channels_last=variant.get("channels_last", False))
+    with backend_flags(device, benchmark=variant.get("benchmark", False)), torch.no_grad():
         for nfe in (1, 10):
             g = torch.Generator(device=device).manual_seed(0)
-            times = bench.timed(lambda: restorer.restore(x1, nfe=nfe, generator=g, precision=variant["precision"]),
-                                max(args.warmup, 1), args.repeats, sync)
+            settings = replace(options, nfe=nfe)
+            times = bench.timed(lambda: restorer.restore(x1, generator=g, options=settings), max(args.warmup, 1),
+                                args.repeats, sync)
             out[f"nfe{nfe}"] = {**bench.summary(times), "s_per_image": statistics.median(times) / batch}
     out["memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return out
@@ -144,8 +150,8 @@ def authors_train_worker(args: argparse.Namespace, _: Any) -> dict[str, Any]:
 
 
 def authors_sample_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str, Any]:
-    bench_args = argparse.Namespace(**{**vars(args), "batch": variant["batch"], "sample_nfes": (1, 10), "task": "jpeg5",
-                                       "warmup": max(args.warmup, 1)})
+    bench_args = argparse.Namespace(**{**vars(args), "batch": variant["batch"], "sample_nfes": (1, 10),
+                                       "task": "jpeg5", "warmup": max(args.warmup, 1)})
     rows = bench.authors_sample_worker(bench_args, None)
     return {"precision": "fp32", **{k: {**v, "s_per_image": v["median_s"] / variant["batch"]}
                                     for k, v in rows.items() if k.startswith("nfe")}}
@@ -187,9 +193,9 @@ def determinism_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dic
     whole = run("whole", 4)
     run("split", 2)
     resumed = run("split", 4)
-    diffs = [float((a.float() - b.float()).abs().max()) for a, b in zip(whole["model"].values(), resumed["model"].values())]
-    return {"bit_identical": all(torch.equal(a, b) for a, b in zip(whole["model"].values(), resumed["model"].values())),
-            "max_abs_diff": max(diffs), "seconds": time.perf_counter() - start}
+    pairs = list(zip(whole["model"].values(), resumed["model"].values()))
+    return {"bit_identical": all(torch.equal(a, b) for a, b in pairs), "seconds": time.perf_counter() - start,
+            "max_abs_diff": max(float((a.float() - b.float()).abs().max()) for a, b in pairs)}
 
 
 WORKERS = {"env": env_worker, "train": train_worker, "sample": sample_worker, "authors_train": authors_train_worker,
@@ -230,15 +236,21 @@ def forward_args(args: argparse.Namespace) -> list[str]:
     return out + (["--authors", args.authors] if args.authors else [])
 
 
+DDP_CAP_S = 150.0  # one two-process attempt at most (a refused NCCL group may leave a rank waiting)
+
+
 def ddp_rows(args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
     """Two ranks on this one device: NCCL first on CUDA (the real path), gloo over the same device if NCCL refuses."""
-    rows = {}
+    rows: dict[str, Any] = {}
+    if budget.left() < 5:
+        return {"all": {"error": "skipped: time budget spent"}}
     backends = ["nccl", "gloo"] if args.device != "cpu" and bench_device(args).type == "cuda" else ["default"]
     for backend in backends:
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="i2sb-gpu-check-ddp-") as run_dir:
             procs = [start_rank(args, rank, port, backend, run_dir) for rank in range(2)]
-            results = [finish_rank(proc, budget) for proc in procs]
+            first = finish_rank(procs[0], budget)
+            results = [first, finish_rank(procs[1], budget, DDP_CAP_S if "error" not in first else 10.0)]
         rows[backend] = results[0] if all("error" not in r for r in results) else \
             next(r for r in results if "error" in r)
         if "error" not in rows[backend]:
@@ -254,12 +266,13 @@ def start_rank(args: argparse.Namespace, rank: int, port: int, backend: str, run
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish_rank(proc: subprocess.Popen, budget: Budget) -> dict[str, Any]:
+def finish_rank(proc: subprocess.Popen, budget: Budget, cap_s: float = DDP_CAP_S) -> dict[str, Any]:
     try:
-        out, err = proc.communicate(timeout=max(budget.left(), 1))
+        out, err = proc.communicate(timeout=max(min(budget.left(), cap_s), 1))
     except subprocess.TimeoutExpired:
         proc.kill()
-        return {"error": "stopped: time budget spent"}
+        proc.communicate()
+        return {"error": f"stopped after {min(budget.left(), cap_s):.0f} s"}
     if proc.returncode != 0:
         lines = [line for line in err.strip().splitlines() if line.strip()] or ["?"]
         return {"error": lines[-1][:200]}
@@ -278,31 +291,51 @@ def bench_device(args: argparse.Namespace):
     return resolve_device(args.device)
 
 
-TRAIN_VARIANTS = {
+TRAIN_VARIANTS = {  # name -> trainer keys; the first four first, the rest after every other section
     "fp32, microbatch 2": {"precision": "fp32", "microbatch": 2},
     "fp32, microbatch auto": {"precision": "fp32", "microbatch": "auto"},
     "bf16, microbatch 2": {"precision": "bf16", "microbatch": 2},
     "bf16, microbatch auto": {"precision": "bf16", "microbatch": "auto"},
     "bf16, microbatch auto, channels_last": {"precision": "bf16", "microbatch": "auto", "channels_last": True},
+    "bf16, microbatch auto, no cudnn.benchmark": {"precision": "bf16", "microbatch": "auto", "cudnn_benchmark": False},
 }
+MAIN_TRAIN = 4
+
+
+def sample_variants(batches: list[int]) -> dict[str, dict[str, Any]]:
+    """name -> restoration settings: precision auto and fp32 at every batch (as i2sb-sample runs: no cuDNN
+    benchmarking), then the switches at the largest batch."""
+    main = {f"{p}, batch {b}": {"precision": p, "batch": b} for p in ("auto", "fp32") for b in batches}
+    top = max(batches)
+    extra = {f"auto, batch {top}, cudnn.benchmark": {"precision": "auto", "batch": top, "benchmark": True},
+             f"auto, batch {top}, channels_last": {"precision": "auto", "batch": top, "channels_last": True}}
+    return {**main, **extra}
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every section, most wanted first, while the budget lasts (a skipped row says so)."""
     budget = Budget(args.budget_s)
     results: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k not in ("worker", "param")}}
     results["env"] = run_worker(args, "env", None, budget)
-    results["train"] = {name: run_worker(args, "train", v, budget) for name, v in TRAIN_VARIANTS.items()}
-    batches = [int(b) for b in args.sample_batches.split(",")]
-    results["sample"] = {f"{p}, batch {b}": run_worker(args, "sample", {"precision": p, "batch": b}, budget)
-                         for p in ("auto", "fp32") for b in batches}
+    train, sample = list(TRAIN_VARIANTS.items()), list(sample_variants(_batches(args)).items())
+    n_sample = 2 * len(_batches(args))
+    results["train"] = {name: run_worker(args, "train", v, budget) for name, v in train[:MAIN_TRAIN]}
+    results["sample"] = {name: run_worker(args, "sample", v, budget) for name, v in sample[:n_sample]}
     if args.authors:
         results["train"]["authors' code, fp32, microbatch 2"] = run_worker(args, "authors_train", None, budget)
-        for b in batches:
-            results["sample"][f"authors' code, fp32, batch {b}"] = run_worker(args, "authors_sample", {"batch": b}, budget)
-    results["ddp"] = ddp_rows(args, budget) if budget.left() > 5 else {"all": {"error": "skipped: time budget spent"}}
-    results["determinism"] = {f"deterministic={str(d).lower()}": run_worker(args, "determinism", {"deterministic": d},
-                                                                            budget) for d in (True, False)}
+        for b in _batches(args):
+            results["sample"][f"authors' code, fp32, batch {b}"] = run_worker(args, "authors_sample", {"batch": b},
+                                                                              budget)
+    results["ddp"] = ddp_rows(args, budget)
+    results["determinism"] = {"deterministic=true": run_worker(args, "determinism", {"deterministic": True}, budget)}
+    results["train"].update({name: run_worker(args, "train", v, budget) for name, v in train[MAIN_TRAIN:]})
+    results["sample"].update({name: run_worker(args, "sample", v, budget) for name, v in sample[n_sample:]})
+    results["determinism"]["deterministic=false"] = run_worker(args, "determinism", {"deterministic": False}, budget)
     return results
+
+
+def _batches(args: argparse.Namespace) -> list[int]:
+    return [int(b) for b in args.sample_batches.split(",")]
 
 
 # ----------------------------------------------------------------------------------------- tables
@@ -333,7 +366,8 @@ def train_table(rows: dict[str, Any], args: argparse.Namespace) -> list[str]:
 
 
 def sample_table(rows: dict[str, Any]) -> list[str]:
-    lines = ["| restoration | precision | NFE 1 ms/image | NFE 10 ms/image | peak memory MiB |", "|---|---|--:|--:|--:|"]
+    lines = ["| restoration | precision | NFE 1 ms/image | NFE 10 ms/image | peak memory MiB |",
+             "|---|---|--:|--:|--:|"]
     for name, r in rows.items():
         if "error" in r:
             lines.append(f"| {name} | failed: {r['error']} | | | |")
@@ -383,7 +417,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--det-model", default="small", help="model of the ddp and determinism sections")
     parser.add_argument("--det-size", type=int, default=64)
     parser.add_argument("--authors", default=None, metavar="PATH", help="a clone of NVlabs/I2SB (needs torch-ema)")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="stop starting sections after this")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="start no worker after this many seconds")
     parser.add_argument("--quick", action="store_true", help="a 16-px model, one repeat (the test suite's run)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in every worker")
     parser.add_argument("--out", type=Path, default=None, help="write gpu_check.json and gpu_check.md here")
