@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS.parent))
@@ -352,51 +352,42 @@ def fmt_ms(seconds: float) -> str:
     return f"{1000 * seconds:.1f}"
 
 
-def train_table(rows: dict[str, Any], args: argparse.Namespace) -> list[str]:
-    lines = [f"| training step, global batch {args.train_batch} | precision | microbatch x passes | median ms | "
-             "min–max ms | images/s | peak memory MiB |", "|---|---|--:|--:|--:|--:|--:|"]
+def table(head: list[str], align: str, rows: dict[str, Any], cells: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """A Markdown table: one row per ``rows`` entry, its name then ``cells(row)``, or the error it failed with."""
+    lines = ["| " + " | ".join(head) + " |", align]
     for name, r in rows.items():
-        if "error" in r:
-            lines.append(f"| {name} | failed: {r['error']} | | | | | |")
-            continue
-        passes = f"{r['microbatch']} x {r['passes']}" if "passes" in r else "2"
-        lines.append(f"| {name} | {r.get('precision', 'fp32')} | {passes} | {fmt_ms(r['median_s'])} | "
-                     f"{fmt_ms(r['min_s'])}–{fmt_ms(r['max_s'])} | {r['images_per_s']:.2f} | {r['memory_mb']:.0f} |")
+        values = cells(r) if "error" not in r else [f"failed: {r['error']}"] + [""] * (len(head) - 2)
+        lines.append("| " + " | ".join([name, *values]) + " |")
     return lines
+
+
+def train_table(rows: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    head = [f"training step, global batch {args.train_batch}", "precision", "microbatch x passes", "median ms",
+            "min–max ms", "images/s", "peak memory MiB"]
+    return table(head, "|---|---|--:|--:|--:|--:|--:|", rows, lambda r: [
+        r.get("precision", "fp32"), f"{r['microbatch']} x {r['passes']}" if "passes" in r else "2",
+        fmt_ms(r["median_s"]), f"{fmt_ms(r['min_s'])}–{fmt_ms(r['max_s'])}", f"{r['images_per_s']:.2f}",
+        f"{r['memory_mb']:.0f}"])
 
 
 def sample_table(rows: dict[str, Any]) -> list[str]:
-    lines = ["| restoration | precision | NFE 1 ms/image | NFE 10 ms/image | peak memory MiB |",
-             "|---|---|--:|--:|--:|"]
-    for name, r in rows.items():
-        if "error" in r:
-            lines.append(f"| {name} | failed: {r['error']} | | | |")
-            continue
-        memory = f"{r['memory_mb']:.0f}" if r.get("memory_mb") is not None else "-"
-        lines.append(f"| {name} | {r['precision']} | {fmt_ms(r['nfe1']['s_per_image'])} | "
-                     f"{fmt_ms(r['nfe10']['s_per_image'])} | {memory} |")
-    return lines
+    head = ["restoration", "precision", "NFE 1 ms/image", "NFE 10 ms/image", "peak memory MiB"]
+    return table(head, "|---|---|--:|--:|--:|", rows, lambda r: [
+        r["precision"], fmt_ms(r["nfe1"]["s_per_image"]), fmt_ms(r["nfe10"]["s_per_image"]),
+        f"{r['memory_mb']:.0f}" if r.get("memory_mb") is not None else "-"])
 
 
 def ddp_table(rows: dict[str, Any]) -> list[str]:
-    lines = ["| two training processes on one device (i2sb.train, 3 steps) | result |", "|---|---|"]
-    for backend, r in rows.items():
-        result = f"failed: {r['error']}" if "error" in r else \
-            f"ran: {r['step']} steps in {r['seconds']:.1f} s (process start included), loss {r['loss']:.4f}"
-        lines.append(f"| backend {backend} | {result} |")
-    return lines
+    head = ["two training processes on one device (i2sb.train, 3 steps)", "result"]
+    named = {f"backend {backend}": r for backend, r in rows.items()}
+    return table(head, "|---|---|", named, lambda r: [
+        f"ran: {r['step']} steps in {r['seconds']:.1f} s (process start included), loss {r['loss']:.4f}"])
 
 
 def determinism_table(rows: dict[str, Any]) -> list[str]:
-    lines = ["| resumed after 2 of 4 steps vs uninterrupted (fp32) | weights bit-identical | max abs diff | s |",
-             "|---|---|--:|--:|"]
-    for name, r in rows.items():
-        if "error" in r:
-            lines.append(f"| {name} | failed: {r['error']} | | |")
-            continue
-        lines.append(f"| {name} | {'yes' if r['bit_identical'] else 'no'} | {r['max_abs_diff']:.3g} | "
-                     f"{r['seconds']:.1f} |")
-    return lines
+    head = ["resumed after 2 of 4 steps vs uninterrupted (fp32)", "weights bit-identical", "max abs diff", "s"]
+    return table(head, "|---|---|--:|--:|", rows, lambda r: [
+        "yes" if r["bit_identical"] else "no", f"{r['max_abs_diff']:.3g}", f"{r['seconds']:.1f}"])
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
