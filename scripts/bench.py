@@ -131,20 +131,15 @@ def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str,
         "run_dir": "/tmp/i2sb-bench", "device": args.device, "logging": {"progress": False},
     })
     device = resolve_device(args.device)
-    backend_flags(device, cfg.trainer.cudnn_benchmark, cfg.trainer.deterministic).__enter__()  # as i2sb-train; this
-    trainer = Trainer(cfg, DistInfo(device=device))                                            # process only
-    deg = task_degradation(trainer.cfg.task, trainer.cfg.data.image_size)
-    size = cfg.model.image_size
-    batch = {"x0": torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1}
-    sync = device_sync(device)
-
-    def step() -> None:
-        trainer.train_step([batch], deg)
-
-    base_rss = rss_mb()  # model, EMA copy and the batch exist; activations, gradients, Adam state do not yet
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = timed(step, args.warmup, args.repeats, sync)
+    with backend_flags(device, cfg.trainer.cudnn_benchmark, cfg.trainer.deterministic):  # as i2sb-train
+        trainer = Trainer(cfg, DistInfo(device=device))
+        deg = task_degradation(trainer.cfg.task, trainer.cfg.data.image_size)
+        size = cfg.model.image_size
+        batch = {"x0": torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1}
+        base_rss = rss_mb()  # model, EMA copy and the batch exist; activations, gradients, Adam state do not yet
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = timed(lambda: trainer.train_step([batch], deg), args.warmup, args.repeats, device_sync(device))
     memory = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb() - base_rss
     return {**summary(times), "images_per_s": args.batch / statistics.median(times), "memory_mb": memory,
             "params_m": sum(p.numel() for p in trainer.unet.parameters()) / 1e6}

@@ -261,6 +261,8 @@ def ddp_rows(args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
 def start_rank(args: argparse.Namespace, rank: int, port: int, backend: str, run_dir: str) -> subprocess.Popen:
     env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port), "I2SB_RDZV_TIMEOUT_S": "60"}
+    if backend != "default":  # both ranks see the first GPU only, as tasks bound to one GPU each
+        env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
     param = json.dumps({"backend": backend, "run_dir": run_dir})
     cmd = [sys.executable, __file__, "--worker", "ddp_rank", "--param", param] + forward_args(args)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
