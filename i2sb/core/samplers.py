@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # annotations only: the bridge imports the samplers (Bridge.s
     from .bridge import Bridge
 
 DEFAULT_ETA = 0.0  # the implicit sampler's default: deterministic after the first step (DBIM's choice)
-C = TypeVar("C")
+Coefs = TypeVar("Coefs")
 
 
 def _check_x1(x1: Tensor, mask: Tensor | None) -> None:
@@ -71,8 +71,8 @@ def _start(x1: Tensor, mask: Tensor | None, generator: Generators) -> tuple[Tens
     return fill_hole(x1, mask, generator), mask.to(device=x1.device, dtype=x1.dtype)
 
 
-def _pairs(steps: Sequence[int], coefs: Callable[[int, int], C], progress: bool,
-           desc: str) -> Sequence[tuple[int, int, C]]:
+def _pairs(steps: Sequence[int], coefs: Callable[[int, int], Coefs], progress: bool,
+           desc: str) -> Sequence[tuple[int, int, Coefs]]:
     """``(prev_step, step, coefs(prev_step, step))`` from the degraded end to the clean end, optionally under tqdm.
 
     Every step's coefficients are Python floats computed here, before the first network call: the loop itself
