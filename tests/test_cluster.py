@@ -100,7 +100,7 @@ def test_slurm_ntasks_without_srun_fails_fast_with_one_line(tmp_path):
 def test_rendezvous_timeout_is_one_line_within_the_timeout(tmp_path):
     env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
            "I2SB_RDZV_TIMEOUT_S": "3"}
-    result, seconds = run_cli(env, f"run_dir={tmp_path}")
+    result, seconds = run_cli(env, f"run_dir={tmp_path}", "trainer.microbatch=4")  # batch 8 splits over 2 ranks
     assert result.returncode != 0 and seconds < 60
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "rendezvous failed (env, rank 0 of 2): waited 3 s for all processes" in lines[0]
@@ -111,6 +111,14 @@ def test_rendezvous_timeout_of_a_rank_that_cannot_reach_rank_0():
     with pytest.raises(LaunchError, match=r"rank 1 of 2\): waited 1 s to reach rank 0 at 127\.0\.0\.1"):
         rendezvous(Launch(1, 2, 0, "127.0.0.1", free_port(), "srun"), 1.0)
     assert time.monotonic() - start < 5
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused_before_the_rendezvous(tmp_path):
+    env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    result, seconds = run_cli(env, f"run_dir={tmp_path / 'run'}", "trainer.batch_size=6", "trainer.microbatch=2")
+    assert result.returncode == 2 and seconds < 60 and not (tmp_path / "run").exists()
+    assert result.stderr.strip() == ("i2sb-train: error: trainer.batch_size: 6 is not divisible by world_size (2) "
+                                     "x trainer.microbatch (2)")
 
 
 # ---------------------------------------------------------------- coordinated stops

@@ -69,7 +69,7 @@ def test_cfg_hydra_and_info_work(capsys):
     (["trainer.lrr=1e-4"], "trainer.lrr: unknown key; did you mean trainer.lr=1e-4?", ["trainer.lr=1e-4"]),
     (["+trainer.lrr=1e-4"], "trainer.lrr: unknown key; did you mean trainer.lr=1e-4?", ["trainer.lr=1e-4"]),
     (["trainr.lr=1e-4"], "trainr.lr: unknown key; did you mean trainer.lr=1e-4?", ["trainer.lr=1e-4"]),
-    (["model=tny"], "model=tny: no such option; did you mean model=tiny?", ["model=tiny"]),
+    (["model=tny"], "model=tny: no such option; did you mean model=tiny? one of: adm256, small, tiny", ["model=tiny"]),
     (["hydra.run.dirr=x"], "hydra.run.dirr: unknown key; did you mean hydra.run.dir=x?", ["hydra.run.dir=x"]),
     (["task.params.qualty=5"], "task.params.qualty: not a parameter of degradation jpeg; did you mean "
                                "task.params.quality?", ["task.params.quality=5"]),
@@ -110,13 +110,22 @@ def test_a_degradation_without_its_parameters_is_an_error_naming_the_key(argv, m
 
 
 # ---------------------------------------------------------------------------- the paper's experiments
+def imagenet_layout(root: Path) -> list[str]:
+    """The folders and the ADM file a paper experiment reads (empty), under ``root``; their overrides."""
+    for folder in ("imagenet/train", "imagenet/val"):
+        (root / "data" / folder).mkdir(parents=True)
+    (root / "data" / "256x256_diffusion_uncond.pt").touch()
+    return ["data.root=data/imagenet/train", "data.val_root=data/imagenet/val"]
+
+
 @pytest.mark.parametrize("task", PAPER_TASKS)
-def test_every_paper_experiment_composes_with_its_data_roots(task, capsys):
-    roots = ["data.root=/data/imagenet/train", "data.val_root=/data/imagenet/val"]
+def test_every_paper_experiment_composes_with_its_data_roots(task, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    roots = imagenet_layout(tmp_path)
     cfg = composed([f"experiment={task}_imagenet", *roots, "--resolve"], capsys)
     assert cfg["task"]["name"] == task and cfg["run_dir"] == f"runs/{task}_imagenet"
     assert cfg["model"]["name"] == "adm256" and cfg["model"]["init"] == "data/256x256_diffusion_uncond.pt"
-    assert cfg["data"]["crop"] == "resize" and cfg["data"]["root"] == "/data/imagenet/train"
+    assert cfg["data"]["crop"] == "resize" and cfg["data"]["root"] == "data/imagenet/train"
     t = cfg["trainer"]  # NVlabs/I2SB train.py defaults
     assert (t["lr"], t["batch_size"], t["microbatch"], t["ema"], t["lr_gamma"], t["lr_step"]) == \
         (5e-5, 256, 2, 0.99, 0.99, 1000)

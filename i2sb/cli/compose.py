@@ -10,6 +10,7 @@ from pathlib import Path
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -33,11 +34,12 @@ def compose(config_name: str, overrides: list[str], with_hydra: bool = False) ->
     """Compose ``configs/{config_name}.yaml`` with Hydra overrides (``with_hydra``: keep the ``hydra`` node);
     a one-line ``ValueError`` naming the key (with the closest valid key for a misspelt one) on failure."""
     register_schemas()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        try:
             return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ValueError(describe(err, overrides, config_groups())) from None
+        except (HydraException, OmegaConfBaseException) as err:
+            message = describe(err, overrides, config_groups(with_plugins=True))
+    raise ValueError(message)
 
 
 def group_options(group: str) -> list[str]:
@@ -45,7 +47,12 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def config_groups() -> dict[str, list[str]]:
-    """Every config group of ``i2sb/configs`` (``task``, ..., ``hydra/launcher``) -> its options."""
+def config_groups(with_plugins: bool = False) -> dict[str, list[str]]:
+    """Every config group of ``i2sb/configs`` (``task``, ..., ``hydra/launcher``) -> its options; ``with_plugins``
+    (inside a Hydra context) adds the options Hydra and its plugins bring (``hydra/launcher=basic``, ...)."""
     folders = sorted(p for p in CONFIG_DIR.rglob("*") if p.is_dir() and any(p.glob("*.yaml")))
-    return {p.relative_to(CONFIG_DIR).as_posix(): group_options(p.relative_to(CONFIG_DIR).as_posix()) for p in folders}
+    names = [p.relative_to(CONFIG_DIR).as_posix() for p in folders]
+    if not with_plugins:
+        return {name: group_options(name) for name in names}
+    loader = GlobalHydra.instance().config_loader()
+    return {name: sorted(set(loader.get_group_options(name)) | set(group_options(name))) for name in names}

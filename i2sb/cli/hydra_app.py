@@ -1,8 +1,10 @@
 """``i2sb-train`` and ``i2sb-sample`` as Hydra applications: Hydra's command line (``--help``, ``--cfg job|hydra|all``,
 ``--resolve``, ``--info``, ``-m``/``--multirun``, ``--shell-completion``, ``hydra.*`` overrides), with every job's
-config composed and validated first, so that a mistake is one line (``PROG: error: KEY: what is wrong``) and exit
-status 2 before anything is written. Then Hydra runs the tool's task function, a plain top-level function (the
-submitit launcher pickles it), once or once per job of a sweep."""
+config composed and checked first (:func:`prepare`: the config, the files and folders it names, the run directory
+it would resume, the launcher), so that a mistake is one line (``PROG: error: KEY: what is wrong``) and exit status
+2 before anything is written; ``--cfg job`` runs the same checks and, when one fails, still prints the config.
+Then Hydra runs the tool's task function, a plain top-level function (the submitit launcher pickles it), once or
+once per job of a sweep."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 # Hydra's own argument parser and runner, the ones hydra.main uses (hydra-core is pinned to 1.3.x).
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import _run_hydra, get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,16 +26,24 @@ from hydra.errors import CompactHydraException, HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .compose import CONFIG_DIR, EXIT_USAGE, compose, register_schemas
-from .hydra_errors import find_unknown_key, key_message, one_line, unknown_key
+from .compose import CONFIG_DIR, EXIT_USAGE, SCHEMAS, compose, config_groups, register_schemas
+from .hydra_errors import (describe, find_unknown_key, hydra_quote, key_message, keys_named, one_line, schema_keys,
+                           unknown_key)
+from .jobs import JobPlace, check_launcher, job_place, render, split_hydra
 
 FREE_FORM = ("task.params.", "data.params.")  # dict keys: plain key=value adds them (Hydra alone needs ++)
+HYDRA_PATHS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")  # text keys of Hydra's own
 CFG_CHOICES = ("job", "hydra", "all")
 NOT_SUPPORTED = {"--config-path", "-cp", "--config-name", "-cn"}  # the tools compose their own (--config-dir adds)
 
 
 class UsageError(ValueError):
-    """A mistake on the command line or in the config: one line, exit status 2, nothing written."""
+    """A mistake on the command line or in the config: one line, exit status 2, nothing written. ``shown``: what
+    ``--cfg`` prints before the line (the composed config, missing values marked)."""
+
+    def __init__(self, message: str, shown: str | None = None):
+        super().__init__(message)
+        self.shown = shown
 
 
 class JobFailed(CompactHydraException):
@@ -42,27 +53,42 @@ class JobFailed(CompactHydraException):
 @dataclass(frozen=True)
 class HydraTool:
     """A config-driven tool: its name, ``configs/<config_name>.yaml``, its task function (one job's work, given
-    the composed config), how a job's config is validated, and what must exist before work starts."""
+    the composed config), how a job's config is validated, and what must hold before work starts (given the
+    validated config and where the job will run)."""
 
     prog: str
     config_name: str
     task_function: Callable[[DictConfig], Any]
     validate: Callable[[DictConfig], Any]
-    check_inputs: Callable[[Any], None] = lambda cfg: None
+    check_inputs: Callable[[Any, JobPlace], None] = lambda cfg, place: None
+
+    def keys(self) -> dict[str, Any]:
+        """The tool's keys (dotted, -> type) and config groups (-> ``"group"``)."""
+        return {**schema_keys(SCHEMAS[f"{self.config_name}_schema"]), **dict.fromkeys(config_groups(), "group")}
 
 
 def run(tool: HydraTool, argv: list[str]) -> int:
     """Run ``tool`` with command-line arguments ``argv``; returns the exit status."""
     try:
-        parser = _parser(tool.prog)
-        args = parser.parse_args(_bare_cfg_is_job(_check_options(argv)))
-        args.overrides = preflight(tool, args)
+        parser, args = prepare(tool, argv)
     except UsageError as err:
+        if err.shown:
+            sys.stdout.write(err.shown)
+            sys.stdout.flush()
         print(f"{tool.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exit_:  # --version
         return _status(exit_.code)
     return _hand_over(tool, parser, args)
+
+
+def prepare(tool: HydraTool, argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Everything ``run`` does before Hydra starts (nothing is written): parse ``argv``, compose and check every
+    job (:func:`preflight`). Returns the parser and the arguments to hand to Hydra; :class:`UsageError`."""
+    parser = _parser(tool.prog)
+    args = parser.parse_args(_bare_cfg_is_job(_check_options(argv, tool.keys())))
+    args.overrides = preflight(tool, args)
+    return parser, args
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -76,8 +102,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _check_options(argv: list[str]) -> list[str]:
-    """Refuse ``--key value`` habits with the ``key=value`` spelling that works."""
+def _check_options(argv: list[str], keys: dict[str, Any]) -> list[str]:
+    """Refuse ``--key value`` habits with the ``key=value`` spelling that works: the full key (``--lr 1e-3`` ->
+    ``trainer.lr=1e-3``), or the keys it may mean."""
     known = set(get_args_parser()._option_string_actions) - NOT_SUPPORTED
     for index, token in enumerate(argv):
         name = token.split("=", 1)[0]
@@ -85,10 +112,13 @@ def _check_options(argv: list[str]) -> list[str]:
             continue
         if name in NOT_SUPPORTED:
             raise UsageError(f"{name}: not supported; choose configs with group=option (see --help)")
-        key = name.lstrip("-").replace("-", "_")
         value = token.split("=", 1)[1] if "=" in token else \
             argv[index + 1] if index + 1 < len(argv) and "=" not in argv[index + 1] else "<value>"
-        raise UsageError(f"{name}: not an option; settings are key=value overrides: write {key}={value}")
+        meant = keys_named(name.lstrip("-").replace("-", "_"), list(keys))
+        spelt = [f"{key}={value}" for key in meant]
+        hint = f"write {spelt[0]}" if len(spelt) == 1 else f"write one of {', '.join(spelt)}" if spelt else \
+            "no key of that name (--help lists them)"
+        raise UsageError(f"{name}: not an option; settings are key=value overrides: {hint}")
     return argv
 
 
@@ -112,20 +142,47 @@ def preflight(tool: HydraTool, args: argparse.Namespace) -> list[str]:
         raise UsageError("--resolve: goes with --cfg or --help")
     if args.shell_completion or args.hydra_help:
         return args.overrides
-    overrides = list(args.overrides)
+    overrides = [_quote_text(o, tool.keys()) for o in args.overrides]
     if args.multirun and any(o.split("=", 1)[0].lstrip("+") == "run_dir" for o in overrides):
         raise UsageError("run_dir: a sweep gives every job its own directory; set hydra.sweep.dir=... instead")
     keys_only = args.help or args.info is not None
-    working = not keys_only and args.cfg is None
     search = _config_dir(args.config_dir)
+    directories: dict[Path, list[str]] = {}
     for job in _jobs(overrides) if args.multirun else [overrides]:
-        cfg, forced = compose_job(tool.config_name, job + search)
+        full, forced = compose_job(tool.config_name, job + search)
         overrides = [_force(o) if _key(o) in forced else o for o in overrides]
-        if not keys_only:
-            checked = validate(tool, cfg, job)
-            if working:
-                _call(tool.check_inputs, checked)
+        if keys_only:
+            continue
+        place = _check_job(tool, args, full, job)
+        if place.output_dir is not None and directories.setdefault(place.output_dir, job) is not job:
+            raise UsageError(_shared_directory(job, directories[place.output_dir], place.output_dir))
     return overrides
+
+
+def _shared_directory(job: list[str], other: list[str], directory: Path) -> str:
+    mine, theirs = [o for o in job if o not in other], [o for o in other if o not in job]
+    keys = ", ".join(_key(o) for o in mine)
+    return (f"{' '.join(theirs)} and {' '.join(mine)}: both jobs would run in {directory} ({keys} does not name a "
+            f"sweep's directories, so that a sweep run again resumes); sweep {keys} in separate runs")
+
+
+def _check_job(tool: HydraTool, args: argparse.Namespace, full: DictConfig, job: list[str]) -> JobPlace:
+    """One job's checks: its config (``--cfg hydra``: that only), then what the job itself would check first,
+    then the launcher (a run only); a failure under ``--cfg`` carries the config to print. Returns where the
+    job will run."""
+    cfg, _ = split_hydra(full)
+    try:
+        checked = validate(tool, cfg, job)
+        place = _call(job_place, full, args.multirun)
+        if args.cfg != "hydra":
+            _call(tool.check_inputs, checked, place)
+        if args.cfg is None:
+            _call(check_launcher, full, args.multirun)
+    except UsageError as err:
+        if args.cfg is None:
+            raise
+        raise UsageError(str(err), render(full, args.cfg, args.package, args.resolve)) from None
+    return place
 
 
 def _config_dir(folder: str | None) -> list[str]:
@@ -140,13 +197,13 @@ def _config_dir(folder: str | None) -> list[str]:
 
 
 def compose_job(config_name: str, overrides: list[str]) -> tuple[DictConfig, set[str]]:
-    """Compose one job's config; free-form keys (``task.params.quality=5``) are added where new. Returns the
-    config and the keys that had to be added (``++``)."""
+    """Compose one job's config with its ``hydra`` node; free-form keys (``task.params.quality=5``) are added where
+    new. Returns the config and the keys that had to be added (``++``)."""
     forced: set[str] = set()
     while True:
         job = [_force(o) if _key(o) in forced else o for o in overrides]
         try:
-            return compose(config_name, job), forced
+            return compose(config_name, job, with_hydra=True), forced
         except ValueError as err:
             new = [_key(o) for o in job if _key(o).startswith(FREE_FORM) and _key(o) not in forced
                    and str(err).startswith(_key(o) + ":")]
@@ -164,11 +221,26 @@ def validate(tool: HydraTool, cfg: DictConfig, overrides: list[str]) -> Any:
     return _call(tool.validate, cfg)
 
 
-def _call(check: Callable[[Any], Any], value: Any) -> Any:
+def _call(check: Callable[..., Any], *values: Any) -> Any:
     try:
-        return check(value)
+        return check(*values)
     except (ValueError, FileNotFoundError) as err:
         raise UsageError(key_message(err)) from None
+
+
+def _quote_text(override: str, keys: dict[str, Any]) -> str:
+    """An override of a text key (a path: ``data.root=it's``, ``input=a=b``; free-form task parameters) whose value
+    Hydra's grammar cannot read, with that value quoted; any other override as it is."""
+    key, sep, value = override.partition("=")
+    name = key.lstrip("+~")
+    text = keys.get(name) is str or name.startswith(FREE_FORM) or name in HYDRA_PATHS
+    if not (sep and value and text):
+        return override
+    try:
+        OverridesParser.create().parse_override(override)
+    except HydraException:
+        return f"{key}={hydra_quote(value)}"
+    return override
 
 
 def _key(override: str) -> str:
@@ -180,16 +252,13 @@ def _force(override: str) -> str:
 
 
 def _jobs(overrides: list[str]) -> list[list[str]]:
-    """The override lists of the jobs of a sweep (``a=1,2 b=x,y``: four), as Hydra's basic sweeper makes them."""
+    """The override lists of the jobs of a sweep (``a=1,2 b=x,y``: four), Hydra's basic sweeper's own (so that a
+    job's directory, named after them, is the one it will have)."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
+        [jobs] = BasicSweeper.split_arguments(parsed, None)
     except HydraException as err:
-        raise UsageError(one_line(err)) from None
-    jobs: list[list[str]] = [[]]
-    for override in parsed:
-        items = [f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()] \
-            if override.is_sweep_override() else [override.input_line]
-        jobs = [job + [item] for job in jobs for item in items]
+        raise UsageError(describe(err, overrides, config_groups())) from None
     return jobs
 
 

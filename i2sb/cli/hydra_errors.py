@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from dataclasses import fields, is_dataclass
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 _QUOTED = re.compile(r"'([^']+)'")
-_NOT_FOUND = re.compile(r"Could not find '([^']+)'")
+_NOT_FOUND = re.compile(r"Could not find '(.+?)'(?:\s|$)")
 _CONFIG_KEY = re.compile(r"^config key '([^']+)': ")  # i2sb.config.ConfigError's prefix
 _MISSING_VALUE = re.compile(r"^([\w.]+): (?:Missing mandatory value|Structured config .* has missing mandatory value)"
                             r": \S+$")
@@ -87,7 +88,7 @@ def describe(err: Exception, overrides: list[str], groups: dict[str, list[str]])
     if isinstance(err, MissingConfigException) and _NOT_FOUND.search(text):
         return _missing_option(_NOT_FOUND.search(text).group(1), groups)
     if isinstance(err, OverrideParseException):
-        return f"{text.split(':', 1)[-1].splitlines()[0].strip()}: not a key=value override ({one_line(text)})"
+        return unreadable_override(err.override, text)
     cause = err.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and "Could not override '" in text:
         key = _QUOTED.search(text).group(1)
@@ -106,5 +107,48 @@ def _missing_option(path: str, groups: dict[str, list[str]]) -> str:
     group, _, option = path.rpartition("/")
     options = groups.get(group, [])
     close = _closest(option, options)
-    hint = f"did you mean {group}={close}?" if close else f"one of: {', '.join(options)}"
-    return f"{group}={option}: no such option; {hint}"
+    hint = f"did you mean {group}={close}? " if close else ""
+    return f"{group}={option}: no such option; {hint}one of: {', '.join(options)}"
+
+
+_GRAMMAR_LINK = re.compile(r"\s*See https://hydra\.cc\S*\s+for details\.?")
+_QUOTE_BEFORE = re.compile(r"(\\+)(?='|$)")
+
+
+def hydra_quote(value: str) -> str:
+    """``value`` as a quoted string of Hydra's override grammar (read back as exactly ``value``): in single quotes,
+    quotes escaped, backslashes doubled where they precede a quote or end the value."""
+    return "'" + _QUOTE_BEFORE.sub(lambda m: m.group(1) * 2, value).replace("'", "\\'") + "'"
+
+
+def unreadable_override(override: str, text: str) -> str:
+    """One line for an override that Hydra's grammar cannot read, saying how to quote its value."""
+    reason = _GRAMMAR_LINK.sub("", one_line(text)).replace(f"Error parsing override '{override}'", "").strip()
+    reason = "a character it cannot read" if reason.startswith("LexerNoViableAltException") else reason
+    key, sep, value = override.partition("=")
+    if not sep or not value or value[0] in "[{":  # no value, or a list or dict: quotes would make it text
+        return f"{override}: not a key=value override Hydra can read ({reason})"
+    quoted = f'{key}="{value}"' if '"' not in value else f"{key}={hydra_quote(value)}"
+    return (f"{override}: Hydra cannot read this value ({reason}); a value with = , ' ( ) [ ] {{ }} or non-ASCII "
+            f"letters goes in quotes: {shlex.quote(quoted)}")
+
+
+def schema_keys(schema: Any, prefix: str = "") -> dict[str, Any]:
+    """Every key of a dataclass schema, dotted (``trainer.lr``) -> its type (``Optional[X]`` read as ``X``)."""
+    keys: dict[str, Any] = {}
+    for name, kind in get_type_hints(schema).items():
+        args = [a for a in get_args(kind) if a is not type(None)]
+        kind = args[0] if get_origin(kind) is Union and len(args) == 1 else kind
+        if is_dataclass(kind):
+            keys.update(schema_keys(kind, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = kind
+    return keys
+
+
+def keys_named(name: str, keys: list[str]) -> list[str]:
+    """The keys (``trainer.lr``) or groups (``hydra/launcher``) that ``--NAME`` may mean: NAME itself where it is
+    one, else every one whose last part is NAME."""
+    if name in keys:
+        return [name]
+    return sorted({k for k in keys if re.split(r"[./]", k)[-1] == name})

@@ -8,13 +8,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import ConfigError, TrainConfig, to_train_config
+from ..config import ConfigError, TrainConfig, to_container, to_train_config
+from ..restoration.checkpoints import LATEST
 from ..training.loop import TrainingError, train
+from ..training.resume import check_resume
 from ..training.stop import TrainingInterrupted
+from ..training.trainer import micro_steps
 from ..utils.allocator import reuse_freed_memory
 from ..utils.device import resolve_device
 from .compose import group_options
 from .hydra_app import HydraTool, job_failed, output_dir, run
+from .jobs import JobPlace
 from .hydra_errors import key_message
 
 PROG = "i2sb-train"
@@ -44,9 +48,14 @@ def validate(cfg: DictConfig) -> TrainConfig:
     return to_train_config(cfg)
 
 
-def check_inputs(cfg: TrainConfig) -> None:
-    """The device is here and the files and folders a run reads exist (before Hydra creates the run directory)."""
-    resolve_device(cfg.device)  # DeviceError (a ValueError): one line, exit 2
+def check_inputs(cfg: TrainConfig, place: JobPlace) -> None:
+    """What the run itself would refuse, checked before Hydra creates or writes into the run directory: the device
+    is here (unless a Slurm launcher runs the job elsewhere), the batch splits over the job's processes, the files
+    and folders the run reads exist, and the run directory's ``latest.pt``, if any, loads and was trained with
+    this network, task and method (a resume that would be refused leaves the run's record untouched)."""
+    if not place.remote:
+        resolve_device(cfg.device)  # DeviceError (a ValueError): one line, exit 2
+    micro_steps(cfg, place.world_size)
     folders = {"data.root": cfg.data.root, "data.val_root": cfg.data.val_root} \
         if cfg.data.kind in ("imagefolder", "paired") else {}
     files = {"model.init": cfg.model.init, "task.params.mask_file": cfg.task.params.get("mask_file")}
@@ -57,6 +66,8 @@ def check_inputs(cfg: TrainConfig) -> None:
         if path is not None and not Path(path).expanduser().is_file():
             hint = f" ({ADM_HINT}; or set model.init=PATH)" if key == "model.init" else ""
             raise FileNotFoundError(f"{key}: {path}: no such file{hint}")
+    if cfg.resume and place.output_dir is not None:
+        check_resume(to_container(cfg), place.output_dir / LATEST)
 
 
 TOOL = HydraTool(PROG, "train", train_job, validate, check_inputs)

@@ -1,5 +1,6 @@
 """Reading a run's ``latest.pt`` to resume training; when it is unreadable, the error says which kept
-``ckpt_<step>.pt`` to resume from instead and how."""
+``ckpt_<step>.pt`` to resume from instead and how. What may change on a resume (:func:`check_resumable`), checked
+by the trainer and, before Hydra writes anything into the run directory, by ``i2sb-train`` (:func:`check_resume`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..config import ConfigError
 from ..utils.loaderrors import UnreadableFile
 from ..utils.torchfile import load_torch
 
@@ -44,10 +46,42 @@ def resume_advice(latest: Path) -> str:
     return f"to resume from step {step}, copy {path} to {latest} (or set resume=false to start over)"
 
 
-def read_latest(latest: Path) -> dict[str, Any]:
-    """``latest.pt`` as a dict; :class:`ResumeError` (one line, with :func:`resume_advice`) when it does not load."""
+def read_latest(latest: Path, mmap: bool = False) -> dict[str, Any]:
+    """``latest.pt`` as a dict (``mmap``: its tensors mapped, not read); :class:`ResumeError` (one line, with
+    :func:`resume_advice`) when it does not load."""
     try:
-        return load_torch(latest)
+        return load_torch(latest, mmap=mmap)
     except UnreadableFile as err:
         raise ResumeError(f"cannot resume: {err}; {resume_advice(Path(latest))}") from None
+
+
+def check_resume(current: dict[str, Any], latest: Path) -> None:
+    """Whether a run with config ``current`` (a plain dict) can resume from ``latest`` if it exists: the file loads
+    (memory-mapped: only its pickled config and tensor headers are read) and :func:`check_resumable`. Raises
+    :class:`ResumeError` or :class:`~i2sb.config.ConfigError` (both ``ValueError``, one line) otherwise."""
+    if Path(latest).is_file():
+        check_resumable(read_latest(latest, mmap=True).get("config", {}), current, str(latest))
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    """Resuming must keep the method, the network, the bridge and the kind of learning-rate schedule; the rest
+    of the trainer section may change (e.g. max_steps)."""
+    if "method" in saved and saved["method"] != current.get("method"):
+        raise ConfigError(f"{source}: cannot resume: config key 'method' was {saved['method']!r} in the checkpoint "
+                          f"but is {current.get('method')!r} now (use a new run_dir)")
+    for section in ("model", "task"):
+        for key, value in current.get(section, {}).items():
+            if key in ("init",) or section not in saved:
+                continue
+            if saved[section].get(key) != value:
+                raise _cannot_resume(source, f"{section}.{key}", saved[section].get(key), value)
+    # the warm-up decides the scheduler's type (StepLR or LambdaLR), whose saved state holds the old value
+    warmup = saved.get("trainer", {}).get("lr_warmup", 0)  # checkpoints from before the key: no warm-up
+    if warmup != current["trainer"]["lr_warmup"]:
+        raise _cannot_resume(source, "trainer.lr_warmup", warmup, current["trainer"]["lr_warmup"])
+
+
+def _cannot_resume(source: str, key: str, old: Any, new: Any) -> ConfigError:
+    return ConfigError(f"{source}: cannot resume: config key '{key}' was {old!r} in the checkpoint but is "
+                       f"{new!r} now (use a new run_dir, or resume=false to start over)")
 

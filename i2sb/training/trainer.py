@@ -29,6 +29,7 @@ from ..utils.torchfile import save_torch
 from .dist import DistInfo, barrier, print0, wrap_ddp
 from .ema import EMA
 from .microbatch import AUTO, choose_microbatch
+from .resume import check_resumable
 
 STEP_STREAM = 7  # the last word of a step's seed (seed, rank, step, 7): kept so old runs resume identically
 
@@ -199,7 +200,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        _check_resumable(state.get("config", {}), to_container(self.cfg), source)
+        check_resumable(state.get("config", {}), to_container(self.cfg), source)
         self.unet.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -217,26 +218,3 @@ class Trainer:
             if keep:
                 save_torch(state, self.run_dir / f"ckpt_{self.step:09d}.pt")
         barrier(self.info)
-
-
-def _check_resumable(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
-    """Resuming must keep the method, the network, the bridge and the kind of learning-rate schedule; the rest
-    of the trainer section may change (e.g. max_steps)."""
-    if "method" in saved and saved["method"] != current.get("method"):
-        raise ConfigError(f"{source}: cannot resume: config key 'method' was {saved['method']!r} in the checkpoint "
-                          f"but is {current.get('method')!r} now (use a new run_dir)")
-    for section in ("model", "task"):
-        for key, value in current.get(section, {}).items():
-            if key in ("init",) or section not in saved:
-                continue
-            if saved[section].get(key) != value:
-                raise _cannot_resume(source, f"{section}.{key}", saved[section].get(key), value)
-    # the warm-up decides the scheduler's type (StepLR or LambdaLR), whose saved state holds the old value
-    warmup = saved.get("trainer", {}).get("lr_warmup", 0)  # checkpoints from before the key: no warm-up
-    if warmup != current["trainer"]["lr_warmup"]:
-        raise _cannot_resume(source, "trainer.lr_warmup", warmup, current["trainer"]["lr_warmup"])
-
-
-def _cannot_resume(source: str, key: str, old: Any, new: Any) -> ConfigError:
-    return ConfigError(f"{source}: cannot resume: config key '{key}' was {old!r} in the checkpoint but is "
-                       f"{new!r} now (use a new run_dir, or resume=false to start over)")
