@@ -2,7 +2,8 @@
 restoration (:class:`SampleConfig`, ``i2sb-sample``).
 
 The YAML files in ``configs/`` are validated against these dataclasses, so a misspelt key or a missing
-required value is reported as one line naming the key. ``i2sb.train.train`` accepts a plain dict, a
+required value is reported as one line naming the key. The schemas import no torch (``--help`` and Hydra's
+composition stay fast); the checks of values import the registries they check against when they run. ``i2sb.train.train`` accepts a plain dict, a
 ``DictConfig`` or a :class:`TrainConfig`; Hydra is only used by the command-line entry points.
 """
 
@@ -14,11 +15,7 @@ from typing import Any, Optional, TypeVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .core.precision import PRECISIONS
-from .core.samplers import SAMPLERS
-from .data.folders import CROPS
-from .degrade import TASKS, check_params
-from .utils.images import DEFAULT_MAX_PIXELS
+from .utils.limits import DEFAULT_MAX_PIXELS
 
 T = TypeVar("T")
 NOT_UNET_KEYS = ("name", "init")  # ModelConfig keys that are not UNet arguments
@@ -175,6 +172,7 @@ def _roots_default_to_null(cfg: Any) -> Any:
 
 
 def _check_values(cfg: TrainConfig) -> None:
+    from .core.precision import PRECISIONS  # lazy: the schemas stay torch-free
     t = cfg.trainer
     if t.precision not in PRECISIONS:
         raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, got '{t.precision}'")
@@ -202,6 +200,7 @@ def _check_values(cfg: TrainConfig) -> None:
 
 
 def _check_crop(data: DataConfig) -> None:
+    from .data.folders import CROPS  # lazy: the schemas stay torch-free
     if data.crop not in CROPS:
         raise ConfigError(f"config key 'data.crop': must be one of {', '.join(CROPS)}, got '{data.crop}'")
     if data.kind == "demo" and data.crop != "native":
@@ -210,6 +209,7 @@ def _check_crop(data: DataConfig) -> None:
 
 def check_task_params(task: TaskConfig) -> None:
     """``task.degradation`` is known and ``task.params`` are exactly its parameters (required ones given)."""
+    from .degrade import TASKS, check_params  # lazy: the schemas stay torch-free
     if task.degradation is None:
         if task.params:
             raise ConfigError(f"config key 'task.params.{next(iter(task.params))}': task.degradation is null "
@@ -324,6 +324,8 @@ _NON_NEGATIVE = ("max_pixels",)
 
 def check_values(cfg: SampleConfig) -> None:
     """Range checks that need no checkpoint (``nfe``'s upper bound is checked once it is loaded)."""
+    from .core.precision import PRECISIONS  # lazy: the schemas stay torch-free
+    from .core.samplers import SAMPLERS  # lazy: the schemas stay torch-free
     for key in _POSITIVE:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")

@@ -8,7 +8,6 @@ import sys
 from omegaconf import DictConfig
 
 from ..config import to_sample_config
-from ..restoration.folder import restore_folder
 from ..utils.allocator import reuse_freed_memory
 from .hydra_app import HydraTool, job_failed, run
 from .hydra_errors import key_message
@@ -19,6 +18,8 @@ PROG = "i2sb-sample"
 def sample_job(cfg: DictConfig) -> None:
     """Restore one folder (a plain top-level function, as Hydra's launchers need); exit status 1 when some
     images failed (each already reported), 2 for a usage error."""
+    from ..restoration.folder import restore_folder  # lazy: --help and --cfg do not import torch
+
     reuse_freed_memory()  # faster CPU forwards (i2sb.utils.allocator)
     try:
         status = restore_folder(cfg)

@@ -9,13 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, TrainConfig, to_container, to_train_config
-from ..restoration.checkpoints import LATEST
-from ..training.loop import TrainingError, train
-from ..training.resume import check_resume
-from ..training.stop import TrainingInterrupted
-from ..training.trainer import micro_steps
 from ..utils.allocator import reuse_freed_memory
-from ..utils.device import resolve_device
 from .compose import group_options
 from .hydra_app import HydraTool, job_failed, output_dir, run
 from .jobs import JobPlace
@@ -28,6 +22,9 @@ ADM_HINT = "i2sb-download adm puts guided-diffusion's 256x256_diffusion_uncond.p
 def train_job(cfg: DictConfig) -> None:
     """One training run (a plain top-level function: Hydra's submitit launcher pickles it). ``run_dir`` is
     Hydra's output directory, so ``run_dir=``, ``hydra.run.dir=`` and a sweep's job directories agree."""
+    from ..training.loop import TrainingError, train  # lazy: --help and --cfg do not import torch
+    from ..training.stop import TrainingInterrupted  # lazy: as above
+
     cfg.run_dir = output_dir()
     reuse_freed_memory()  # ~10-20 % faster CPU steps (i2sb.utils.allocator)
     try:
@@ -53,6 +50,11 @@ def check_inputs(cfg: TrainConfig, place: JobPlace) -> None:
     is here (unless a Slurm launcher runs the job elsewhere), the batch splits over the job's processes, the files
     and folders the run reads exist, and the run directory's ``latest.pt``, if any, loads and was trained with
     this network, task and method (a resume that would be refused leaves the run's record untouched)."""
+    from ..restoration.checkpoints import LATEST  # lazy: --help does not import torch
+    from ..training.resume import check_resume  # lazy: as above
+    from ..training.trainer import micro_steps  # lazy: as above
+    from ..utils.device import resolve_device  # lazy: as above
+
     if not place.remote:
         resolve_device(cfg.device)  # DeviceError (a ValueError): one line, exit 2
     micro_steps(cfg, place.world_size)

@@ -22,12 +22,12 @@ import torch
 from PIL import Image, ImageOps
 
 from .files import atomic_write
+from .limits import DEFAULT_MAX_PIXELS
 
 # clean-fid's extensions (cleanfid/utils.py), compared case-insensitively
 IMAGE_EXTENSIONS = frozenset({".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 
 ARRAY_EXTENSIONS = frozenset({".npy"})  # float arrays in [-1, 1] units (`save_array`)
-DEFAULT_MAX_PIXELS = 2 * 89_478_485  # Pillow's own hard limit (its warning starts at half); 0 = no limit
 EXIF_ORIENTATION = 0x0112
 SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
 
