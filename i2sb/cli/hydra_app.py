@@ -60,7 +60,7 @@ class HydraTool:
     config_name: str
     task_function: Callable[[DictConfig], Any]
     validate: Callable[[DictConfig], Any]
-    check_inputs: Callable[[Any, JobPlace], None] = lambda cfg, place: None
+    check_inputs: Callable[[Any, JobPlace], None] | None = None  # None: the job writes no run directory
 
     def keys(self) -> dict[str, Any]:
         """The tool's keys (dotted, -> type) and config groups (-> ``"group"``)."""
@@ -154,7 +154,8 @@ def preflight(tool: HydraTool, args: argparse.Namespace) -> list[str]:
         if keys_only:
             continue
         place = _check_job(tool, args, full, job)
-        if place.output_dir is not None and directories.setdefault(place.output_dir, job) is not job:
+        if place is not None and place.output_dir is not None and \
+                directories.setdefault(place.output_dir, job) is not job:
             raise UsageError(_shared_directory(job, directories[place.output_dir], place.output_dir))
     return overrides
 
@@ -166,16 +167,18 @@ def _shared_directory(job: list[str], other: list[str], directory: Path) -> str:
             f"sweep's directories, so that a sweep run again resumes); sweep {keys} in separate runs")
 
 
-def _check_job(tool: HydraTool, args: argparse.Namespace, full: DictConfig, job: list[str]) -> JobPlace:
+def _check_job(tool: HydraTool, args: argparse.Namespace, full: DictConfig, job: list[str]) -> JobPlace | None:
     """One job's checks: its config (``--cfg hydra``: that only), then what the job itself would check first,
     then the launcher (a run only); a failure under ``--cfg`` carries the config to print. Returns where the
-    job will run."""
+    job will run (None for a tool without a run directory)."""
     cfg, _ = split_hydra(full)
+    place = None
     try:
         checked = validate(tool, cfg, job)
-        place = _call(job_place, full, args.multirun)
-        if args.cfg != "hydra":
-            _call(tool.check_inputs, checked, place)
+        if tool.check_inputs is not None:
+            place = _call(job_place, full, args.multirun)
+            if args.cfg != "hydra":
+                _call(tool.check_inputs, checked, place)
         if args.cfg is None:
             _call(check_launcher, full, args.multirun)
     except UsageError as err:
