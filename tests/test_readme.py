@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from i2sb.cli.hydra_app import prepare
@@ -224,8 +225,17 @@ def run_command(prog: str, args: list[str], where: str, monkeypatch, capsys) -> 
     assert status == 0, f"{where}: exit status {status}\n{captured.err[-2000:]}"
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny networks: one thread is as fast, and far faster on a shared, loaded machine (no OpenMP waits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{b.line}" for b in BLOCKS])
-def test_readme_code_block_runs_as_written(block, tmp_path, monkeypatch, capsys, request):
+def test_readme_code_block_runs_as_written(block, tmp_path, monkeypatch, capsys, request, one_thread):
     monkeypatch.chdir(tmp_path)
     fixtures = Fixtures(tmp_path, lambda: request.getfixturevalue("alexnet_file"))
     if block.lang == "python":
