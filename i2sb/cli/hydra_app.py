@@ -133,8 +133,9 @@ def _bare_cfg_is_job(argv: list[str]) -> list[str]:
 
 
 def preflight(tool: HydraTool, args: argparse.Namespace) -> list[str]:
-    """Compose and validate the config of every job ``args`` asks for; returns the overrides to hand to Hydra
-    (free-form ``*.params.KEY=V`` given as ``++`` where the key is new). ``--help``/``--info`` check keys only."""
+    """Compose and check every job ``args`` asks for (:func:`_check_job`; no two jobs of a sweep in one
+    directory); returns the overrides to hand to Hydra (free-form ``*.params.KEY=V`` given as ``++`` where the
+    key is new, text Hydra's grammar cannot read quoted). ``--help``/``--info`` check keys only."""
     commands = args.run + args.multirun + (args.cfg is not None) + args.shell_completion + (args.info is not None)
     if commands > 1:
         raise UsageError("only one of --run, --multirun, --cfg, --info, --shell-completion at a time")
@@ -142,7 +143,8 @@ def preflight(tool: HydraTool, args: argparse.Namespace) -> list[str]:
         raise UsageError("--resolve: goes with --cfg or --help")
     if args.shell_completion or args.hydra_help:
         return args.overrides
-    overrides = [_quote_text(o, tool.keys()) for o in args.overrides]
+    keys = tool.keys()
+    overrides = [_quote_text(o, keys) for o in args.overrides]
     if args.multirun and any(o.split("=", 1)[0].lstrip("+") == "run_dir" for o in overrides):
         raise UsageError("run_dir: a sweep gives every job its own directory; set hydra.sweep.dir=... instead")
     keys_only = args.help or args.info is not None
