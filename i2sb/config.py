@@ -233,6 +233,7 @@ def to_container(cfg: TrainConfig | DictConfig) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- i2sb-sample
 TRAJ_FORMATS = ("gif", "png")  # i2sb.restoration.folder.TRAJECTORY_WRITERS
+OUTPUT_FORMATS = ("png", "jpg", "webp")  # i2sb.restoration.outputs.ENCODERS
 
 
 @dataclass
@@ -303,7 +304,11 @@ class SampleConfig:
     tile: Optional[int] = None  # null: the training size; 0: never tile; N: tiles of N pixels
     tile_overlap: Optional[int] = None  # null: tile // 4
     use_ema: bool = True
-    skip_existing: bool = False  # leave images whose outputs all exist (counted as skipped)
+    skip_existing: Optional[bool] = None  # old key: true = the default (existing outputs skipped); false = overwrite
+    overwrite: bool = False  # replace existing outputs (default: they are skipped and counted)
+    format: str = "png"  # png (lossless) | jpg | webp (lossy, at quality)
+    quality: Optional[int] = None  # jpg / webp quality 1..100; null: 95
+    keep_exif: bool = False  # carry the input's EXIF and ICC profile over (orientation reset to 1)
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images (or forged headers) are refused one by one; 0: no limit
     upscale: Optional[bool] = None  # SR checkpoints: null/true upsample low-res inputs as training did; false: x1 given
     progress: bool = True
@@ -341,6 +346,7 @@ def check_values(cfg: SampleConfig) -> None:
         raise ConfigError(f"config key 'sampler': must be one of {', '.join(SAMPLERS)}, got '{cfg.sampler}'")
     if cfg.eta is not None and not 0.0 <= cfg.eta <= 1.0:
         raise ConfigError(f"config key 'eta': must be in [0, 1], got {cfg.eta}")
+    check_outputs(cfg)
     check_baseline(cfg)
     if cfg.nfe is not None and cfg.nfe < 1:
         raise ConfigError(f"config key 'nfe': must be at least 1, got {cfg.nfe}")
@@ -348,6 +354,19 @@ def check_values(cfg: SampleConfig) -> None:
         raise ConfigError(f"config key 'tile': must be 0 (off), null (auto) or a positive size, got {cfg.tile}")
     if cfg.tile_overlap is not None and cfg.tile_overlap < 0:
         raise ConfigError(f"config key 'tile_overlap': must be >= 0, got {cfg.tile_overlap}")
+
+
+def check_outputs(cfg: SampleConfig) -> None:
+    """The output keys: ``format``, its ``quality``, and ``overwrite`` against the old ``skip_existing``."""
+    if cfg.format not in OUTPUT_FORMATS:
+        raise ConfigError(f"config key 'format': must be one of {', '.join(OUTPUT_FORMATS)}, got '{cfg.format}'")
+    if cfg.quality is not None and cfg.format == "png":
+        raise ConfigError("config key 'quality': applies to format=jpg or format=webp (png is lossless)")
+    if cfg.quality is not None and not 1 <= cfg.quality <= 100:
+        raise ConfigError(f"config key 'quality': must be in 1..100, got {cfg.quality}")
+    if cfg.skip_existing and cfg.overwrite:
+        raise ConfigError("config key 'skip_existing': contradicts overwrite=true (existing outputs are skipped "
+                          "by default; drop skip_existing)")
 
 
 def check_baseline(cfg: SampleConfig) -> None:

@@ -359,7 +359,7 @@ def test_outputs_are_replaced_atomically(folder, capsys, monkeypatch):
         return real_save(self, fp, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "save", flaky_save)
-    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}")
+    code, out, err = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}", "overwrite=true")
     assert code == 1 and "img1.png: cannot write: disk full" in err
     assert (tmp / "out" / "img1.png").read_bytes() == old  # never half-written
     assert sorted(p.name for p in (tmp / "out").iterdir()) == ["img0.png", "img1.png", "img2.png"]  # no temp files

@@ -1,7 +1,10 @@
 """``i2sb-sample``: restore every image of a folder with a :class:`~i2sb.restoration.restorer.Restorer`.
 
-Outputs keep the input's relative path and name with the extension ``.png`` (``NAME_s0.png``,
-``NAME_s1.png``, ... with ``n_samples > 1``) and are written atomically. Images of equal size are
+Outputs keep the input's relative path and name with the format's extension, ``.png`` by default (``NAME_s0.png``,
+``NAME_s1.png``, ... with ``n_samples > 1``) and are written atomically; files already there are left as they are
+(their images skipped and counted) unless ``overwrite=true`` (:mod:`.outputs`). The output folder is checked
+writable before the model is loaded. Photos over a few megapixels get an estimate before work and a bar over
+their tiles and steps (:mod:`.progress`). Images of equal size are
 batched; every image draws its noise from its own generator, seeded with (``seed``, its relative path, the
 sample index), so it is restored to the same bits alone, in a folder or with any ``batch_size`` (and through
 ``i2sb.load(...).restore`` with :func:`i2sb.utils.seeds.image_generator`). A file that cannot be read, a
@@ -19,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -28,11 +30,12 @@ from ..baselines.ddnm import DDNMOptions
 from ..config import ConfigError, SampleConfig, to_sample_config
 from ..core.bridge import space_indices
 from ..core.trajectory import Trajectory
-from ..utils.files import atomic_write
-from ..utils.images import IMAGE_EXTENSIONS, image_size, require_images, save_image, to_uint8
+from ..utils.images import IMAGE_EXTENSIONS, Listing, read_header, read_metadata, require_listing, save_image
 from ..utils.seeds import image_generator
 from .inputs import lift_inputs, read_input, read_mask
 from .loading import load, load_ddnm
+from .outputs import TRAJECTORY_WRITERS, check_writable, decision_line, encoder_options, existing_outputs, suffix
+from .progress import Estimates, evaluation_bar
 from .restorer import OptionError, Restorer, SamplingOptions
 
 PROG = "i2sb-sample"
@@ -40,12 +43,14 @@ PROG = "i2sb-sample"
 
 @dataclass
 class Item:
-    """One input image: its file, path relative to the input root, size (H, W) and output files."""
+    """One input image: its file, path relative to the input root, size (H, W), output files (one per sample)
+    and the samples to write (those whose files are not there yet, or all with ``overwrite``)."""
 
     source: Path
     rel: Path
     size: tuple[int, int]
     outputs: list[Path]
+    todo: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -57,10 +62,15 @@ class Report:
     files: int = 0
     failures: list[str] = field(default_factory=list)
     write: Callable[[str], None] = print
+    alpha: list[Path] = field(default_factory=list)  # inputs (relative paths) whose alpha channel is dropped
 
     def fail(self, message: str) -> None:
         self.failures.append(message)
         self.write(f"{PROG}: {message}")
+
+    def note(self, message: str | None) -> None:
+        if message:
+            self.write(f"{PROG}: note: {message}")
 
 
 # ---------------------------------------------------------------------------- paths
@@ -89,7 +99,15 @@ def check_folders(cfg: SampleConfig) -> tuple[Path, Path, Path | None]:
     mask = Path(cfg.mask) if cfg.mask is not None else None
     if mask is not None and not mask.is_dir():
         raise FileNotFoundError(f"mask={mask}: mask folder not found")
+    check_writable(output)
+    if cfg.save_traj:
+        check_writable(traj_folder(cfg, output), "traj_dir")
     return root, output, mask
+
+
+def traj_folder(cfg: SampleConfig, output: Path) -> Path:
+    """Where trajectories go: ``traj_dir``, or ``<output>_traj`` beside the output folder."""
+    return Path(cfg.traj_dir) if cfg.traj_dir else output.parent / f"{output.name}_traj"
 
 
 def find_mask(mask_dir: Path, rel: Path) -> Path:
@@ -105,11 +123,11 @@ def find_mask(mask_dir: Path, rel: Path) -> Path:
 
 # ---------------------------------------------------------------------------- planning
 def scan(paths: list[Path], root: Path, output: Path, cfg: SampleConfig, report: Report) -> list[Item]:
-    """Read image sizes from the headers; report unreadable files and output-name collisions."""
+    """Read image sizes from the headers; report unreadable files and output-name collisions; note alpha."""
     items, owners = [], {}
     for path in paths:
         rel = path.relative_to(root)
-        outputs = [output / name for name in sample_names(rel, cfg.n_samples, ".png")]
+        outputs = [output / name for name in sample_names(rel, cfg.n_samples, suffix(cfg.format))]
         clash = next((owners[o] for o in outputs if o in owners), None)
         if clash is not None:
             report.fail(f"{path}: its output {outputs[0]} would overwrite the restoration of {clash}; rename one")
@@ -118,13 +136,43 @@ def scan(paths: list[Path], root: Path, output: Path, cfg: SampleConfig, report:
             report.fail(f"{path}: the output would overwrite this input; choose another output folder")
             continue
         try:
-            size = image_size(path, cfg.max_pixels)
+            header = read_header(path, cfg.max_pixels)
         except ValueError as err:
             report.fail(str(err))
             continue
+        if header.alpha:
+            report.alpha.append(rel)
         owners.update({o: path for o in outputs})
-        items.append(Item(path, rel, size, outputs))
+        items.append(Item(path, rel, header.size, outputs, list(range(cfg.n_samples))))
     return items
+
+
+def alpha_note(alpha: list[Path]) -> str | None:
+    """One line for the inputs whose transparency is dropped (the models restore RGB)."""
+    if not alpha:
+        return None
+    names = ", ".join(p.as_posix() for p in alpha[:3]) + (", ..." if len(alpha) > 3 else "")
+    return (f"{len(alpha)} image(s) with an alpha channel (transparency): restored and written as RGB, the "
+            f"transparency dropped ({names})")
+
+
+def keep_existing(job: Job, items: list[Item], output: Path, report: Report) -> list[Item]:
+    """Leave the files already at the outputs (and trajectories) alone unless ``overwrite``: their samples are not
+    written, images with nothing left to write are skipped; the decision is one line."""
+    cfg = job.cfg
+    overwrite, why = cfg.overwrite or cfg.skip_existing is False, \
+        "overwrite=true" if cfg.overwrite else "skip_existing=false"
+    existing, todo_items = [], []
+    for item in items:
+        found = {k: existing_outputs(job.sample_files(item, k)) for k in range(cfg.n_samples)}
+        existing += [p for files in found.values() for p in files]
+        if not overwrite:
+            item.todo = [k for k in range(cfg.n_samples) if not found[k]]
+        if item.todo:
+            todo_items.append(item)
+    report.skipped = len(items) - len(todo_items)
+    report.note(decision_line(output, existing, report.skipped, overwrite, why))
+    return todo_items
 
 
 def batches(items: list[Item], batch_size: int) -> Iterator[list[Item]]:
@@ -138,25 +186,6 @@ def batches(items: list[Item], batch_size: int) -> Iterator[list[Item]]:
 
 
 # ---------------------------------------------------------------------------- trajectories
-def save_gif(xs: Tensor, pred_x0s: Tensor, path: Path) -> None:
-    """Animation of T frames, each ``[state | x0 prediction]``; ``xs``, ``pred_x0s``: (T, 3, H, W).
-
-    (The GIF encoder merges a frame identical to the previous one into it.)
-    """
-    frames = [Image.fromarray(to_uint8(torch.cat([x, p], dim=-1))) for x, p in zip(xs, pred_x0s)]
-    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
-                                                duration=250, loop=0))
-
-
-def save_strip(xs: Tensor, pred_x0s: Tensor, path: Path) -> None:
-    """PNG strip (2H, T*W): states on top, x0 predictions below; ``xs``, ``pred_x0s``: (T, 3, H, W)."""
-    rows = [torch.cat(list(xs), dim=-1), torch.cat(list(pred_x0s), dim=-1)]
-    save_image(torch.cat(rows, dim=-2), path)
-
-
-TRAJECTORY_WRITERS: dict[str, Callable[[Tensor, Tensor, Path], None]] = {"gif": save_gif, "png": save_strip}
-
-
 def log_steps(restorer: Restorer, options: SamplingOptions, frames: int) -> list[int]:
     """The authors' logged steps: at most ``frames`` entries spread over the sampler's steps, 0 included."""
     steps = restorer.algorithm.steps(options)
@@ -175,6 +204,16 @@ class Job:
     mask_dir: Path | None
     traj_dir: Path | None
     upscale: int  # inputs are measurements this many times smaller per side than x1 (SR: 4), else 1
+
+    def traj_file(self, item: Item, sample: int) -> Path | None:
+        if self.traj_dir is None:
+            return None
+        return self.traj_dir / sample_names(item.rel, self.cfg.n_samples, "." + self.cfg.traj_format)[sample]
+
+    def sample_files(self, item: Item, sample: int) -> list[Path]:
+        """The files sample ``sample`` of ``item`` writes: the restoration, and its trajectory if saved."""
+        traj = self.traj_file(item, sample)
+        return [item.outputs[sample]] + ([traj] if traj is not None else [])
 
     def generators(self, items: list[Item], sample: int) -> list[torch.Generator]:
         """One generator per image, from (seed, its relative path, ``sample``): batch-independent draws."""
@@ -199,22 +238,33 @@ def _load_inputs(job: Job, batch: list[Item], report: Report) -> tuple[list[Item
     return good, torch.stack(images), torch.stack(masks) if masks else None
 
 
-def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
-    """Restore one batch of equal-size images ``n_samples`` times and write the results."""
+def _metadata(job: Job, items: list[Item], size: tuple[int, int]) -> list[Any]:
+    """The inputs' EXIF / ICC profile for their outputs of ``size`` with ``keep_exif``, else nothing."""
+    return [read_metadata(item.source, size) if job.cfg.keep_exif else None for item in items]
+
+
+def restore_batch(job: Job, batch: list[Item], report: Report, estimates: Estimates) -> None:
+    """Restore one batch of equal-size images for the samples its items still need, and write the results."""
     cfg = job.cfg
     good, x1, mask = _load_inputs(job, batch, report)
     if not good:
         return
     if job.upscale > 1:  # a low-resolution photo -> x1 as training made it
         x1 = lift_inputs(job.restorer, x1)
+    size = (x1.shape[-2], x1.shape[-1])
+    for item in good:
+        estimates.announce(item.rel.as_posix(), size)
+    tiles, metadata = job.restorer.tile_count(*size, job.options), _metadata(job, good, size)
+    desc = good[0].rel.name + (f" +{len(good) - 1}" if len(good) > 1 else "")
     failed: set[int] = set()
-    for k in range(cfg.n_samples):
+    for k in sorted({k for item in good for k in item.todo}):
         traj = None
         if job.traj_dir is not None:
             traj = Trajectory(log_steps(job.restorer, job.options, cfg.traj_frames))
         try:
-            out = job.restorer.restore(x1, mask=mask, generator=job.generators(good, k), callback=traj,
-                                       options=job.options)
+            with evaluation_bar(job.restorer, tiles, job.options.nfe, desc, cfg.progress):
+                out = job.restorer.restore(x1, mask=mask, generator=job.generators(good, k), callback=traj,
+                                           options=job.options)
         except RuntimeError as err:  # e.g. out of memory: these images fail, the run goes on
             reason = " ".join(str(err).split())[:200]
             for item in good:
@@ -222,13 +272,12 @@ def restore_batch(job: Job, batch: list[Item], report: Report) -> None:
             return
         xs, preds = traj.stacked() if traj is not None else (None, None)
         for i, item in enumerate(good):
-            if i in failed:
+            if i in failed or k not in item.todo:
                 continue
             try:
-                save_image(out[i], item.outputs[k])
+                save_image(out[i], item.outputs[k], metadata=metadata[i], **encoder_options(cfg.format, cfg.quality))
                 if traj is not None:
-                    name = sample_names(item.rel, cfg.n_samples, "." + cfg.traj_format)[k]
-                    TRAJECTORY_WRITERS[cfg.traj_format](xs[i], preds[i], job.traj_dir / name)
+                    TRAJECTORY_WRITERS[cfg.traj_format](xs[i], preds[i], job.traj_file(item, k))
             except (OSError, ValueError) as err:
                 failed.add(i)
                 report.fail(f"{item.outputs[k]}: cannot write: {' '.join(str(err).split())}")
@@ -260,19 +309,18 @@ def sampling_options(cfg: SampleConfig, restorer: Restorer) -> SamplingOptions:
         raise ConfigError(f"config key '{err.key}': {err.reason}") from None
 
 
-def prepare(cfg: SampleConfig) -> tuple[Job, list[Path], Path, Path]:
-    """Every check that needs no image decoding, in order of cost; raises one-line errors."""
+def prepare(cfg: SampleConfig) -> tuple[Job, Listing, Path, Path]:
+    """Every check that needs no image decoding, in order of cost (the output folder's before the model is
+    loaded); raises one-line errors."""
     root, output, mask_dir = check_folders(cfg)
-    paths = require_images(cfg.input, arrays=True)
+    listing = require_listing(cfg.input, arrays=True)
     restorer = load_restorer(cfg)
     options = sampling_options(cfg, restorer)
     if restorer.needs_mask and mask_dir is None:
         raise ValueError(f"the checkpoint's task '{restorer.task.degradation}' fills holes: give mask=DIR "
                          f"(masks with the inputs' names, white = hole)")
-    traj_dir = None
-    if cfg.save_traj:
-        traj_dir = Path(cfg.traj_dir) if cfg.traj_dir else output.parent / f"{output.name}_traj"
-    return Job(cfg, restorer, options, mask_dir, traj_dir, upscale_factor(cfg, restorer)), paths, root, output
+    traj_dir = traj_folder(cfg, output) if cfg.save_traj else None
+    return Job(cfg, restorer, options, mask_dir, traj_dir, upscale_factor(cfg, restorer)), listing, root, output
 
 
 def upscale_factor(cfg: SampleConfig, restorer: Restorer) -> int:
@@ -290,16 +338,17 @@ def upscale_factor(cfg: SampleConfig, restorer: Restorer) -> int:
 def restore_folder(cfg: Any) -> int:
     """Run ``i2sb-sample`` with a composed config; returns the exit status (0 all good, 1 some failed)."""
     cfg = to_sample_config(cfg)
-    job, paths, root, output = prepare(cfg)
+    job, listing, root, output = prepare(cfg)
     report = Report(write=lambda msg: tqdm.write(msg, file=sys.stderr))
-    items = scan(paths, root, output, cfg, report)
-    if cfg.skip_existing:
-        todo = [it for it in items if not all(o.is_file() for o in it.outputs)]
-        report.skipped, items = len(items) - len(todo), todo
+    report.note(listing.note())
+    items = scan(listing.images, root, output, cfg, report)
+    report.note(alpha_note(report.alpha))
+    items = keep_existing(job, items, output, report)
+    estimates = Estimates(job.restorer, job.options, cfg.n_samples, lambda msg: report.write(f"{PROG}: {msg}"))
     start = time.perf_counter()
     with tqdm(total=len(items), desc=PROG, unit="img", disable=not cfg.progress, dynamic_ncols=True) as bar:
         for batch in batches(items, cfg.batch_size):
-            restore_batch(job, batch, report)
+            restore_batch(job, batch, report, estimates)
             bar.update(len(batch))
     seconds = time.perf_counter() - start
     per_image = seconds / max(report.restored, 1)

@@ -13,6 +13,7 @@ all restore through it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Protocol
@@ -24,8 +25,11 @@ from ..config import TaskConfig
 from ..core.noise import Generators
 from ..core.precision import PRECISIONS
 from ..core.types import StepCallback
-from .tiling import TiledDenoiser, cropped_callback, pad_to_multiple
+from .tiling import TiledDenoiser, cropped_callback, pad_to_multiple, tile_starts
 
+# Inputs are x1 in [-1, 1]; degraded images may leave it a little (the paper's DDRM JPEG spans about -1.9..1.7,
+# kept exactly in .npy inputs), so values are refused only beyond this bound: 8-bit values (0..255) and the like.
+INPUT_LIMIT = 3.0
 MASKED_TASKS = frozenset({"inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030"})
 
 
@@ -72,6 +76,19 @@ class Algorithm(Protocol):
     def run(self, model: nn.Module, x1: Tensor, mask: Tensor | None, options: SamplingOptions,
             generator: Generators, callback: StepCallback | None) -> Tensor:
         """Restore ``x1`` (B, 3, H, W) with ``model`` (the denoiser, possibly tiled) -> (B, 3, H, W)."""
+
+
+def check_range(x1: Tensor) -> None:
+    """One-line ValueError for images that are not in [-1, 1] units (0..255 pixel values, NaN, inf); values up to
+    :data:`INPUT_LIMIT` in magnitude pass (degraded images may leave [-1, 1] a little)."""
+    if x1.numel() == 0:
+        return
+    low, high = (v.item() for v in torch.aminmax(x1))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("images hold NaN or infinite values; expected values in [-1, 1]")
+    if low < -INPUT_LIMIT or high > INPUT_LIMIT:
+        hint = ": 8-bit pixel values? use x / 127.5 - 1" if low >= 0 and high <= 255 else ""
+        raise ValueError(f"images must be in [-1, 1], got values in [{low:g}, {high:g}]{hint}")
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -165,6 +182,15 @@ class Restorer:
             raise OptionError("tile_overlap", f"must be in 0..{tile - 1} for tile={tile}, got {overlap}")
         return tile, overlap
 
+    def tile_count(self, height: int, width: int, options: SamplingOptions) -> int:
+        """Network evaluations per sampler step for one image of ``height x width``: its tiles (1 untiled)."""
+        if not options.tile:
+            return 1
+        m = self.down_factor if self.algorithm.pads else 1
+        padded = [-(-side // m) * m for side in (height, width)]
+        return len(tile_starts(padded[0], options.tile, options.tile_overlap)) * \
+            len(tile_starts(padded[1], options.tile, options.tile_overlap))
+
     # ------------------------------------------------------------------ restoring
     @torch.no_grad()
     def restore(self, images: Tensor, *, mask: Tensor | None = None, generator: Generators = None,
@@ -217,6 +243,7 @@ class Restorer:
         # contiguous: a view (e.g. load_image(...)[None], HWC strides) must give the bits of its copy, as
         # i2sb-sample's stacked batches do (CPU kernels, fp32 and bf16 alike, round differently per memory layout)
         x1 = images.to(device=self.device, dtype=torch.float32).contiguous()
+        check_range(x1)
         if mask is None:
             return x1, None
         batch, _, height, width = x1.shape

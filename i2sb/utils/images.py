@@ -1,4 +1,4 @@
-"""The one home of image files <-> tensors: listing, robust decoding to RGB, and atomic writing.
+"""The one home of image files <-> tensors: listing (:mod:`.listing`), robust decoding to RGB, and atomic writing.
 
 Pixel convention everywhere in i2sb: float32 tensors of shape (3, H, W) with values in [-1, 1]
 (the authors' `ToTensor()` followed by `t * 2 - 1`). Training, restoration and evaluation all list and
@@ -11,11 +11,12 @@ DDRM JPEG does, survives the round trip exactly). `list_images` lists them only 
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +24,13 @@ from PIL import Image, ImageOps
 
 from .files import atomic_write
 from .limits import DEFAULT_MAX_PIXELS
+from .listing import (ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, Listing, extensions_text, list_images,  # noqa: F401
+                      require_images, require_listing, scan_images)  # re-exported: the listing's historical home
 
-# clean-fid's extensions (cleanfid/utils.py), compared case-insensitively
-IMAGE_EXTENSIONS = frozenset({".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
-
-ARRAY_EXTENSIONS = frozenset({".npy"})  # float arrays in [-1, 1] units (`save_array`)
 EXIF_ORIENTATION = 0x0112
+EXIF_IFD = 0x8769  # the Exif sub-IFD, holding the pixel dimensions below
+EXIF_PIXEL_WIDTH, EXIF_PIXEL_HEIGHT = 0xA002, 0xA003
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image by 90 degrees
 
 # Pillow modes holding more than 8 bits per sample; decoded to float via numpy instead of
@@ -40,42 +42,6 @@ _HIGH_DEPTH_SCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N
 def is_image_file(path: str | Path) -> bool:
     """True when `path` has a supported image extension (case-insensitive)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
-
-
-def list_images(root: str | Path, arrays: bool = False) -> list[Path]:
-    """All image files under `root`, recursively, sorted by their path relative to `root`.
-
-    Hidden files and folders (names starting with ".", e.g. macOS `._x.png` resource forks or
-    `.ipynb_checkpoints`) are ignored; symlinked folders are followed. A single supported image
-    file is returned as a one-element list. Returns [] for a folder without images.
-    `arrays=True` also lists `.npy` arrays (what `load_image` reads besides images).
-    Raises FileNotFoundError for a missing path, ValueError for a file of another type.
-    """
-    root = Path(root)
-    accepted = (IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) if arrays else IMAGE_EXTENSIONS
-    if root.is_file():
-        if root.suffix.lower() not in accepted:
-            raise ValueError(f"{root}: not an image file (supported: {_extensions_text(arrays)})")
-        return [root]
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such file or directory")
-    found = []
-    for folder, subfolders, files in os.walk(root, followlinks=True):
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-        found += [Path(folder, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in accepted]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
-def require_images(root: str | Path, arrays: bool = False) -> list[Path]:
-    """`list_images(root, arrays)`, raising a one-line ValueError when the folder holds no images."""
-    paths = list_images(root, arrays)
-    if not paths:
-        raise ValueError(f"{root}: no images found (supported extensions: {_extensions_text(arrays)})")
-    return paths
-
-
-def _extensions_text(arrays: bool = False) -> str:
-    return ", ".join(sorted(IMAGE_EXTENSIONS | (ARRAY_EXTENSIONS if arrays else frozenset())))
 
 
 class PixelLimitError(ValueError):
@@ -114,19 +80,41 @@ def _orientation(image: Image.Image) -> int:
     return image.getexif().get(EXIF_ORIENTATION, 1)
 
 
-def image_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """``(height, width)`` of the image as shown (EXIF orientation applied), from its header only (for a
-    ``.npy`` array, from the array's header)."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says: its size as shown (EXIF orientation applied) and whether it has an alpha
+    channel (that :func:`load_image` drops)."""
+
+    height: int
+    width: int
+    alpha: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+
+def read_header(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """The :class:`ImageHeader` of an image (for a ``.npy`` array, from the array's header), without decoding
+    the pixels; one-line ValueError for an unreadable file or one over ``max_pixels``."""
     path = Path(path)
     if path.suffix.lower() in ARRAY_EXTENSIONS:
-        return _array_size(path, max_pixels)
+        return ImageHeader(*_array_size(path, max_pixels))
     try:
         with _opened(path, max_pixels) as image:
             width, height = image.size
             orientation = _orientation(image)
+            alpha = image.mode in ALPHA_MODES or "transparency" in image.info
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct/zlib errors, ...
         raise _failed(path, exc) from None
-    return (width, height) if orientation in SWAPPED_ORIENTATIONS else (height, width)
+    swapped = orientation in SWAPPED_ORIENTATIONS
+    return ImageHeader(width if swapped else height, height if swapped else width, alpha)
+
+
+def image_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(height, width)`` of the image as shown (EXIF orientation applied), from its header only (for a
+    ``.npy`` array, from the array's header)."""
+    return read_header(path, max_pixels).size
 
 
 def _array_size(path: Path, max_pixels: int) -> tuple[int, int]:
@@ -219,19 +207,53 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return scaled.to(torch.uint8).numpy()
 
 
-def save_image(image: torch.Tensor, path: str | Path) -> Path:
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What a photo carries besides its pixels: EXIF (camera, date, ...) and the ICC colour profile, as bytes."""
+
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+
+
+def read_metadata(path: str | Path, size: tuple[int, int] | None = None) -> ImageMetadata:
+    """The EXIF and ICC profile of an image file, for an output made from it (empty for ``.npy`` arrays).
+
+    The EXIF orientation is reset to 1, since :func:`load_image` already turned the pixels upright; with ``size``
+    (the output's (H, W)) the Exif pixel dimensions, where present, are set to it. Unreadable metadata: empty.
+    """
+    path = Path(path)
+    if path.suffix.lower() in ARRAY_EXTENSIONS:
+        return ImageMetadata()
+    try:
+        with _opened(path, 0) as image:
+            exif, icc = image.getexif(), image.info.get("icc_profile")
+            if EXIF_ORIENTATION in exif:
+                exif[EXIF_ORIENTATION] = 1
+            dims = exif.get_ifd(EXIF_IFD)
+            if size is not None and EXIF_PIXEL_WIDTH in dims:
+                dims[EXIF_PIXEL_WIDTH], dims[EXIF_PIXEL_HEIGHT] = size[1], size[0]
+            return ImageMetadata(exif.tobytes() if len(exif) else None, icc or None)
+    except Exception:  # Pillow raises many types for odd EXIF blocks; metadata is a courtesy, never fatal
+        return ImageMetadata()
+
+
+def save_image(image: torch.Tensor, path: str | Path, *, metadata: ImageMetadata | None = None,
+               **options: Any) -> Path:
     """Write an image tensor (3, H, W) in [-1, 1] (or (1, H, W): grey) to `path`, atomically.
 
-    The format follows the suffix (".png" expected; any Pillow-writable suffix works). The data
-    goes to a temporary file in the same folder that is then renamed over `path` (`os.replace`),
-    so a crash never leaves a half-written image. Parent folders are created. Returns the path.
+    The format follows the suffix (".png" expected; any Pillow-writable suffix works); ``options`` go to Pillow's
+    encoder (``quality=95``, ...), ``metadata`` adds EXIF / ICC profile. The data goes to a temporary file in the
+    same folder that is then renamed over `path` (`os.replace`), so a crash never leaves a half-written image.
+    Parent folders are created. Returns the path.
     """
     path = Path(path)
     file_format = Image.registered_extensions().get(path.suffix.lower())
     if file_format is None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r} (use .png)")
+    if metadata is not None:
+        options.update({k: v for k, v in (("exif", metadata.exif), ("icc_profile", metadata.icc_profile)) if v})
     pixels = Image.fromarray(to_uint8(image))
-    return atomic_write(path, lambda stream: pixels.save(stream, format=file_format))
+    return atomic_write(path, lambda stream: pixels.save(stream, format=file_format, **options))
 
 
 def save_array(image: torch.Tensor, path: str | Path) -> Path:
