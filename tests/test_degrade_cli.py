@@ -51,6 +51,7 @@ def test_sr_writes_true_low_resolution_images_whose_lift_is_x1(clean, tmp_path, 
     assert degrade_cli("task=sr4x_bicubic", f"input={clean}", f"output={out}") == 1  # odd.png cannot be divided by 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "odd.png" in err[0] and "not a multiple of the factor 4" in err[0]
+    assert "crop=true centre-crops each photo to sides divisible by 4" in err[0]  # the way out, named
     assert files(out) == ["a.png", "sub/b.png", "sub/deep/c.png"]
     for name in ("a.png", "sub/b.jpg", "sub/deep/c.png"):
         x0 = load_image(clean / name)
@@ -60,6 +61,20 @@ def test_sr_writes_true_low_resolution_images_whose_lift_is_x1(clean, tmp_path, 
         lifted = degrade.upsample_measurement("sr4x_bicubic", low[None])
         assert lifted.shape == x1.shape
         torch.testing.assert_close(lifted, x1.clamp(-1, 1), atol=1 / 127.5, rtol=0)  # 8-bit rounding only
+
+
+def test_sr_crop_takes_the_centre_of_photos_of_any_size(clean, tmp_path, capsys):
+    Image.fromarray(smooth(39, 42, 7)).save(clean / "wide.png")  # 3 rows and 2 columns too many
+    out = tmp_path / "lowres"
+    assert degrade_cli("task=sr4x_pool", f"input={clean}", f"output={out}", "crop=true") == 0
+    assert files(out) == ["a.png", "odd.png", "sub/b.png", "sub/deep/c.png", "wide.png"]
+    for name, rows, cols in (("odd.png", slice(0, 36), slice(0, 52)), ("wide.png", slice(1, 37), slice(1, 41)),
+                             ("a.png", slice(0, 64), slice(0, 96))):
+        centre = load_image(clean / name)[:, rows, cols]
+        y, _ = degrade.build("sr4x_pool", tuple(centre.shape[1:])).measure(centre[None])
+        torch.testing.assert_close(load_image(out / name), y[0].clamp(-1, 1), atol=1 / 127.5, rtol=0)
+    assert degrade_cli("task=jpeg5", f"input={clean}", f"output={tmp_path / 'j'}", "crop=true") == 2
+    assert "crop=true: task jpeg5 takes any size" in capsys.readouterr().err
 
 
 def test_jpeg_pads_odd_sizes_and_keeps_every_size(clean, tmp_path):
@@ -207,3 +222,13 @@ def test_bad_arrays_are_one_line_errors_naming_the_file(array, message, tmp_path
     with pytest.raises(ValueError, match=str(path)) as err:
         load_image(path)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unsupported_files_and_symlinks_are_said_and_followed_once(clean, tmp_path, capsys):
+    (clean / "IMG_0001.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (clean / "sub" / "up").symlink_to("..")  # a loop: followed once, nothing degraded twice
+    assert degrade_cli("task=jpeg5", f"input={clean}", f"output={tmp_path / 'out'}") == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "note: skipped 1 file(s) that are not supported images: IMG_0001.heic" \
+        in captured.err
+    assert files(tmp_path / "out") == ["a.png", "odd.png", "sub/b.png", "sub/deep/c.png"]

@@ -32,6 +32,8 @@ class DegradeOptions:
     format: str = field(default="png", metadata={"help": f"{' | '.join(FORMATS)}: png is 8-bit (clips the "
                                                          "JPEG tasks' values outside [-1, 1]); npy is the exact "
                                                          "float32 (H, W, 3) array in [-1, 1] units"})
+    crop: bool = field(default=False, metadata={"help": "super-resolution: centre-crop each photo to sides divisible "
+                                                        "by 4 (false: such photos are skipped, one line each)"})
     params: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "the task's parameters, e.g. params.quality=30 (task=jpeg or jpeg_libjpeg), params.mask_file=F "
                 "(free-form: Palette's masks)"})
@@ -41,8 +43,8 @@ TOOL = Tool(
     PROG,
     DegradeOptions,
     "Degrade clean images as a task's training does, to test a model on photos of any size. Unreadable "
-    "images and sizes a task cannot take (SR: sides divisible by 4) are reported in one line each and "
-    "skipped (exit status 1); usage errors exit 2 before anything is written.",
+    "images and sizes a task cannot take (SR: sides divisible by 4, or crop=true) are reported in one line each "
+    "and skipped (exit status 1); usage errors exit 2 before anything is written.",
     "i2sb-degrade task=sr4x_bicubic input=clean/ output=lowres/",
 )
 
@@ -50,7 +52,7 @@ TOOL = Tool(
 def _job(options: DegradeOptions) -> int:
     try:
         checked = plan(options.task, options.input, options.output, options.masks, options.seed, options.format,
-                       dict(options.params))
+                       dict(options.params), options.crop)
     except (ValueError, FileNotFoundError) as err:
         print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,7 +7,8 @@ name, the suffix replaced by the format's (``.png`` or ``.npy``):
 
 * what is written is the task's stored measurement (:meth:`Degradation.measure`): x1 itself, except for
   super-resolution, which writes the true low-resolution image (H/4 x W/4; H and W must be divisible
-  by 4) whose nearest upsampling (:func:`i2sb.degrade.upsample_measurement`) is x1;
+  by 4, or ``crop=True`` centre-crops each photo to the nearest multiple of 4 below) whose nearest upsampling
+  (:func:`i2sb.degrade.upsample_measurement`) is x1;
 * inpainting also writes its mask (white = hole, 8-bit grey PNG) under the masks folder with the same
   relative name, the layout ``i2sb-sample mask=DIR`` reads;
 * random draws (free-form masks) come from a generator seeded by (``seed``, a hash of the image's
@@ -31,9 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from i2sb.degrade import TASKS, build_any_size
+from i2sb.degrade import TASKS, build_any_size, measurement_scale
 from i2sb.degrade.base import Degradation
-from i2sb.utils.images import list_images, load_image, save_array, save_image
+from i2sb.utils.images import load_image, save_array, save_image, scan_images
 from i2sb.utils.seeds import mix_seed
 
 FORMATS: dict[str, Callable[[Tensor, Path], Path]] = {"png": save_image, "npy": save_array}
@@ -53,6 +54,8 @@ class Plan:
     masks: Path | None
     fmt: str
     seed: int
+    crop: bool = False  # centre-crop each image to sides divisible by the task's measurement scale (SR: 4)
+    note: str | None = None  # files of the input folder left out (not images, symlinked duplicates), one line
 
 
 @dataclass
@@ -76,10 +79,11 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def plan(task: str, input: str | Path, output: str | Path, masks: str | Path | None = None, seed: int = 0,
-         fmt: str = "png", params: dict[str, Any] | None = None) -> Plan:
+         fmt: str = "png", params: dict[str, Any] | None = None, crop: bool = False) -> Plan:
     """Check a run before any image is decoded; every problem is a one-line ValueError / FileNotFoundError
     naming the key. ``masks``: the inpainting masks folder (default ``<output>_masks``); an error for the
-    other tasks. No output may overwrite an input."""
+    other tasks. ``crop``: centre-crop SR inputs to sides divisible by 4 (an error for the other tasks). No output
+    may overwrite an input."""
     params = dict(params or {})
     if task not in TASKS:
         raise ValueError(f"task={task}: unknown task; valid tasks: {', '.join(TASKS)}")
@@ -91,10 +95,13 @@ def plan(task: str, input: str | Path, output: str | Path, masks: str | Path | N
         needs_mask = build_any_size(task, PROBE_SIZE, **params).needs_mask
     except (TypeError, ValueError, FileNotFoundError) as err:  # TypeError: a keyword the task does not take
         raise ValueError(f"params: {' '.join(str(err).split())}") from None
+    if crop and measurement_scale(task) == 1:
+        raise ValueError(f"crop=true: task {task} takes any size; crop applies to the super-resolution tasks")
     source = Path(input)
     if not source.exists():
         raise FileNotFoundError(f"input={source}: no such file or directory")
-    sources = list_images(source)
+    listing = scan_images(source)
+    sources = listing.images
     if not sources:
         raise ValueError(f"input={source}: no images found")
     if masks is not None and not needs_mask:
@@ -104,7 +111,7 @@ def plan(task: str, input: str | Path, output: str | Path, masks: str | Path | N
         folders["masks"] = Path(masks) if masks is not None else default_masks_folder(output)
     _check_folders(source, folders)
     checked = Plan(task, params, source if source.is_dir() else source.parent, sources, folders["output"],
-                   folders.get("masks"), fmt, seed)
+                   folders.get("masks"), fmt, seed, crop, listing.note())
     inputs = {path.resolve(): path for path in sources}
     for path in sources:
         for (key, folder), target in zip(folders.items(), targets(checked, path)):
@@ -165,6 +172,22 @@ class _Degradations:
         return self._cache[size]
 
 
+def center_crop(x0: Tensor, multiple: int) -> Tensor:
+    """(3, H, W) -> its centre (3, H - H % multiple, W - W % multiple) (an odd margin: the extra row or column
+    comes off the bottom / right)."""
+    height, width = x0.shape[-2:]
+    top, left = height % multiple // 2, width % multiple // 2
+    return x0[..., top:top + height - height % multiple, left:left + width - width % multiple]
+
+
+def size_hint(task: str, size: tuple[int, int]) -> str:
+    """What to do about a photo whose sides the task cannot take: for SR, the ``crop=true`` option."""
+    scale = measurement_scale(task)
+    if scale > 1 and (size[0] % scale or size[1] % scale):
+        return f"; crop=true centre-crops each photo to sides divisible by {scale}"
+    return ""
+
+
 def mask_image(mask: Tensor) -> Tensor:
     """(1, H, W) {0, 1} -> (1, H, W) in [-1, 1], saved as an 8-bit grey PNG: white hole, black known pixels
     (what ``read_mask`` reads)."""
@@ -174,6 +197,8 @@ def mask_image(mask: Tensor) -> Tensor:
 def run(p: Plan, log: Callable[[str], None] = print) -> Result:
     """Degrade every image of a checked :class:`Plan`; failures are logged (one line each) and skipped."""
     result = Result()
+    if p.note:
+        log(f"note: {p.note}")
     owners: dict[Path, Path] = {}
     degradations = _Degradations(p.task, p.params)
 
@@ -192,11 +217,14 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Result:
         except (ValueError, OSError) as err:
             fail(f"{' '.join(str(err).split())} (skipped)")
             continue
+        if p.crop:
+            x0 = center_crop(x0, measurement_scale(p.task))
         try:
             deg = degradations.get(tuple(x0.shape[-2:]))
             y, mask = degrade_image(deg, x0, p.seed)
         except (ValueError, RuntimeError) as err:  # a size the task cannot take, a mask that cannot be drawn
-            fail(f"{source}: {' '.join(str(err).split())} (skipped)")
+            hint = size_hint(p.task, tuple(x0.shape[-2:]))
+            fail(f"{source}: {' '.join(str(err).split())}{hint} (skipped)")
             continue
         try:
             result.written.append(FORMATS[p.fmt](y, target))
@@ -209,10 +237,10 @@ def run(p: Plan, log: Callable[[str], None] = print) -> Result:
 
 def degrade_folder(task: str, input: str | Path, output: str | Path, masks: str | Path | None = None,
                    seed: int = 0, fmt: str = "png", params: dict[str, Any] | None = None,
-                   log: Callable[[str], None] = print) -> Result:
+                   log: Callable[[str], None] = print, crop: bool = False) -> Result:
     """Degrade every image under ``input`` (a folder, or one file) for ``task`` into ``output``.
 
     Checks everything first (:func:`plan`: one-line ValueError / FileNotFoundError, nothing written), then
     degrades image by image (:func:`run`); skipped images are in ``Result.failures``.
     """
-    return run(plan(task, input, output, masks, seed, fmt, params), log)
+    return run(plan(task, input, output, masks, seed, fmt, params, crop), log)
