@@ -96,7 +96,8 @@ def demo_task(task: str, args: argparse.Namespace, root: Path) -> str:
     for nfe in sorted({1, args.nfe}):
         folders[f"nfe{nfe}"] = work / f"restored_nfe{nfe}"
         run([str(BIN / "i2sb-sample"), f"ckpt={run_dir}", f"input={degraded}", f"output={folders[f'nfe{nfe}']}",
-             f"nfe={nfe}", f"device={args.device}", "seed=0", "upscale=false"])  # inputs are x1, as training saw
+             f"nfe={nfe}", f"device={args.device}", "seed=0", "upscale=false",  # inputs are x1, as training saw
+             "overwrite=true"])  # the demo's own folder: a re-run restores again
     metrics = {}
     for label, folder in folders.items():
         json_path = run_dir / f"metrics_{label}.json"

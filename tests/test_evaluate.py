@@ -73,6 +73,11 @@ def _batch(folder) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
 
 
+def _metrics_written(restored) -> bool:
+    """Whether a metrics file landed in the restored folder or at its default place beside it."""
+    return (restored / "metrics.json").exists() or (restored.parent / f"{restored.name}_metrics.json").exists()
+
+
 def _no_weights(monkeypatch, tmp_path):
     for spec in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS, *perceptual.BACKBONE_WEIGHTS.values()):
         monkeypatch.delenv(spec.env_var, raising=False)
@@ -216,11 +221,22 @@ def test_unreadable_reference_keeps_the_restored_image_for_fid(folders):
     assert result["fid"] is not None
 
 
-def test_size_mismatch_names_the_file(folders):
+def test_a_pair_of_different_sizes_is_reported_and_the_rest_scored(folders):
     restored, reference = folders
     _save(restored / "a.png", np.zeros((H, W + 2, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"restored image .*a\.png is 34x24 but reference .*a\.png is 32x24"):
-        evaluate_folders(restored, reference, fid=False)
+    with pytest.warns(EvaluationWarning, match=r"restored image .*a\.png is 34x24 but reference .*a\.png is 32x24"):
+        result = evaluate_folders(restored, reference, fid=False)
+    assert result["num_size_mismatch"] == 1 and result["size_mismatch"] == [str(restored / "a.png")]
+    assert result["num_pairs"] == 5 and "psnr" not in {r["name"]: r for r in result["per_image"]}["a"]
+
+
+def test_references_without_a_restoration_are_reported(folders):
+    restored, reference = folders
+    (restored / "f.png").unlink()
+    with pytest.warns(EvaluationWarning, match=r"1 reference image\(s\) without a restoration, e\.g\. 'f'"):
+        result = evaluate_folders(restored, reference, fid=False)
+    assert result["num_unmatched_references"] == 1 and result["unmatched_references"] == ["f"]
+    assert "1 references without a restoration" in report.format_table(result)
 
 
 def test_folder_errors(folders, tmp_path):
@@ -408,7 +424,8 @@ def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
     assert main([f"restored={restored}", f"reference={reference}"]) == 0
     out = capsys.readouterr().out
     assert "sub/c" in out and "PSNR [dB]  inf" in out and "note: FID skipped" in out
-    data = json.loads((restored / "metrics.json").read_text())
+    assert f"metrics written to {restored.parent / 'restored_metrics.json'}" in out
+    data = json.loads((restored.parent / "restored_metrics.json").read_text())
     assert data["psnr"] == "inf" and data["num_pairs"] == 6 and data["fid"] is None
     assert {r["name"] for r in data["per_image"]} == set(NAMES)
     rows = {r["name"]: r for r in data["per_image"]}
@@ -420,12 +437,32 @@ def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
         "b.png",
         "e.png",
         "f.png",
-        "metrics.json",
+        "metrics.json",  # the user's own file: i2sb-eval writes beside the folder it evaluates, never into it
     ]
+    assert (restored / "metrics.json").read_text() == "old" and "metrics written to " in out
 
     assert main([str(restored), str(reference), "fid=false", f"json={tmp_path / 'out' / 'm.json'}"]) == 0
     assert json.loads((tmp_path / "out" / "m.json").read_text())["num_images"] == 6
     assert "FID skipped" not in capsys.readouterr().out
+
+
+def test_cli_exits_1_for_an_empty_file_or_a_size_mismatch_after_scoring_the_rest(folders, tmp_path, capsys):
+    restored, reference = folders
+    kept = (restored / "f.png").read_bytes()
+    (restored / "f.png").write_bytes(b"")  # a 0-byte file: unreadable
+    assert main([str(restored), str(reference), "fid=false", "json=false"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and f"unreadable image {restored / 'f.png'}" in captured.err
+    assert "images     5 (5 paired with 5 references, 1 per reference, 1 unreadable files skipped)" in captured.out
+    (restored / "f.png").write_bytes(kept)
+    _save(restored / "e.png", np.zeros((H + 1, W, 3), np.uint8))
+    assert main([str(restored), str(reference), "fid=false", "json=false"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "e.png is 32x25 but reference" in captured.err
+    assert "5 paired" in captured.out and "1 pairs of different sizes not scored" in captured.out
+    (restored / "notes.heic").write_bytes(b"x")
+    assert main([str(restored), str(reference), "fid=false", "json=false"]) == 1
+    assert "not supported images: notes.heic" in capsys.readouterr().out  # said, not silently left out
 
 
 def test_cli_no_json_and_summary_only_for_many_images(folders, tmp_path, monkeypatch, capsys):
@@ -433,7 +470,7 @@ def test_cli_no_json_and_summary_only_for_many_images(folders, tmp_path, monkeyp
     monkeypatch.setattr(report, "MAX_TABLE_ROWS", 3)
     assert main([str(restored), str(reference), "fid=false", "json=false"]) == 0
     out = capsys.readouterr().out
-    assert "sub/c" not in out and "images     6 (6 paired" in out and not (restored / "metrics.json").exists()
+    assert "sub/c" not in out and "images     6 (6 paired" in out and not _metrics_written(restored)
     assert main([str(restored), str(reference), "fid=false", "json=false", "per_image=true"]) == 0
     assert "sub/c" in capsys.readouterr().out
 
@@ -479,7 +516,7 @@ def test_cli_usage_errors_exit_2_with_one_line(folders, tmp_path, capsys, args, 
     assert main([a.format(**fill) for a in args]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "deprecated" not in line]
     assert len(err) == 1 and err[0].startswith("i2sb-eval: error: ") and message.format(**fill) in err[0]
-    assert not (restored / "metrics.json").exists()
+    assert not _metrics_written(restored)
 
 
 def test_cli_help_lists_every_key_its_default_an_example_and_where_to_get_weights(capsys):
@@ -506,7 +543,7 @@ def test_cli_old_flags_still_work_with_one_deprecation_line(folders, tmp_path, c
                        f"json={tmp_path / 'm.json'} batch_size=2 device=cpu per_image=true (see i2sb-eval --help)"]
     assert json.loads((tmp_path / "m.json").read_text())["num_pairs"] == 6 and "sub/c" in captured.out
     assert main([str(restored), str(reference), "--no-fid", "--no-json"]) == 0
-    assert not (restored / "metrics.json").exists()
+    assert not _metrics_written(restored)
 
 
 def test_cli_lpips_and_samples_in_table_and_json(large, alexnet_file, tmp_path, monkeypatch, capsys):
@@ -517,7 +554,7 @@ def test_cli_lpips_and_samples_in_table_and_json(large, alexnet_file, tmp_path, 
         _save(restored / f"p0_s{k}.png", np.asarray(Image.open(restored / f"p{k}.png")))
     assert main([str(restored), str(reference), "fid=false", f"lpips_weights={alexnet_file}"]) == 0
     out = capsys.readouterr().out
-    data = json.loads((restored / "metrics.json").read_text())
+    data = json.loads((restored.parent / f"{restored.name}_metrics.json").read_text())
     assert data["lpips_net"] == "alex" and data["num_pairs"] == 5 and data["num_reference_images"] == 3
     assert set(data["lpips_per_sample"]) == {"0", "1"} and data["lpips_image_mean"] > 0
     assert f"LPIPS      {data['lpips']:.4f}  (mean over all pairs)  (alex backbone, v0.1)" in out

@@ -139,7 +139,7 @@ def test_from_a_folder_of_photos_to_scored_restorations(tmp_path, capsys):
         code, _, err = cli(run_eval, [f"restored={tmp_path / folder}", f"reference={tmp_path / 'photos'}", "fid=false",
                                       "lpips=false"], capsys)
         assert code == 0, err
-        scores[folder] = json.loads((tmp_path / folder / "metrics.json").read_text())
+        scores[folder] = json.loads((tmp_path / f"{folder}_metrics.json").read_text())  # beside, not inside
     assert scores["restored"]["num_pairs"] == 2
     assert scores["restored"]["psnr"] > scores["upsampled"]["psnr"] + 0.1, scores  # the model restores
 

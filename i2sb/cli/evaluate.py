@@ -25,7 +25,7 @@ from .eval_flags import translate_flags
 from .keyvalue import EXIT_USAGE, Tool, UsageError, run_tool
 
 PROG = "i2sb-eval"
-DEFAULT_JSON_NAME = "metrics.json"  # written inside RESTORED; never an image name
+DEFAULT_JSON_SUFFIX = "_metrics.json"  # RESTORED_metrics.json beside the folder evaluated, never inside it
 NO_FILE = "false"  # json=false: write no metrics file
 LPIPS_NETS = tuple(sorted(perceptual.BACKBONE_WEIGHTS))
 
@@ -57,7 +57,8 @@ class EvalOptions:
                 + ", ".join(f"{k}: {v.filename}" for k, v in sorted(perceptual.BACKBONE_WEIGHTS.items()))
                 + "); null: $I2SB_LPIPS_BACKBONE or the torch hub cache"})
     json: Optional[str] = field(default=None, metadata={
-        "help": f"metrics file to write; null: RESTORED/{DEFAULT_JSON_NAME}; {NO_FILE}: none"})
+        "help": f"metrics file to write; null: RESTORED{DEFAULT_JSON_SUFFIX} beside the restored folder (never "
+                f"inside it); {NO_FILE}: none"})
     per_image: bool = field(default=False, metadata={
         "help": f"list every image in the table (default: only when there are at most {MAX_TABLE_ROWS})"})
     device: str = field(default="auto", metadata={"help": f"{FORMS}; auto: cuda, then mps, then cpu"})
@@ -73,7 +74,8 @@ TOOL = Tool(
     PROG,
     EvalOptions,
     "PSNR/SSIM/LPIPS against REFERENCE, FID (clean-fid legacy_pytorch), ResNet-50 top-1 accuracy: a table on "
-    "stdout and RESTORED/metrics.json. Missing folders or files exit 1, usage errors 2.",
+    f"stdout and RESTORED{DEFAULT_JSON_SUFFIX} beside the folder. Missing folders, unreadable files and pairs of "
+    "different sizes exit 1 (the rest still scored), usage errors 2.",
     f"{PROG} restored=restored/ reference=clean/ fid=false lpips_weights=alexnet-owt-7be5be79.pth",
     positional=("restored", "reference"),
     notes="Weights are read from local files, never downloaded.\n" + "\n".join(
@@ -83,9 +85,12 @@ TOOL = Tool(
 
 
 def json_path(options: EvalOptions) -> Path | None:
-    """Where the metrics go: ``json``, ``RESTORED/metrics.json`` by default, None for ``json=false``."""
+    """Where the metrics go: ``json``, by default ``RESTORED_metrics.json`` beside the restored folder (never into
+    the folder evaluated), None for ``json=false``."""
     if options.json is None:
-        return Path(options.restored) / DEFAULT_JSON_NAME
+        folder = Path(options.restored)
+        folder = folder.resolve() if folder.name in ("", ".", "..") else folder
+        return folder.parent / f"{folder.name}{DEFAULT_JSON_SUFFIX}"
     return None if options.json.lower() == NO_FILE else Path(options.json)
 
 
@@ -131,7 +136,7 @@ def _job(options: EvalOptions) -> int:
     print(format_table(result, per_image=options.per_image))
     if path is not None:
         print(f"metrics written to {path}")
-    return 0
+    return 1 if result["num_unreadable"] or result["num_size_mismatch"] else 0
 
 
 def run_eval(argv: list[str]) -> int:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..utils.device import resolve_device
-from ..utils.images import IMAGE_EXTENSIONS, read_uint8, require_images
+from ..utils.images import IMAGE_EXTENSIONS, read_uint8, require_listing
 from . import metrics, pairing, perceptual
 
 FeatureExtractor = Callable[[Tensor], Tensor]  # (B, 3, H, W) in [0, 255] -> (B, D)
@@ -46,13 +46,17 @@ def image_key(relative: str | Path) -> str:
     return (path.with_suffix("") if path.suffix.lower() in IMAGE_EXTENSIONS else path).as_posix()
 
 
-def list_images(folder: str | Path) -> dict[str, Path]:
-    """Images under ``folder`` (recursively, hidden files skipped) as ``{image_key: path}``, sorted by key."""
+def list_images(folder: str | Path, notes: list[str] | None = None) -> dict[str, Path]:
+    """Images under ``folder`` (recursively, hidden files skipped, symlinks followed once) as ``{image_key: path}``,
+    sorted by key; what the scan left out (other files, symlinked duplicates) is appended to ``notes``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
+    listing = require_listing(folder)
+    if notes is not None and listing.note():
+        notes.append(f"{folder}: {listing.note()}")
     found: dict[str, Path] = {}
-    for path in require_images(folder):
+    for path in listing.images:
         key = image_key(path.relative_to(folder))
         if key in found:
             raise ValueError(f"two images share the name {key!r} in {folder}: {found[key].name}, {path.name}")
@@ -142,6 +146,7 @@ class Scan:
     rows: list[dict] = field(default_factory=list)
     features: list[np.ndarray] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    size_mismatch: list[str] = field(default_factory=list)  # restored images whose reference has another size
     too_small_for_lpips: int = 0  # pairs smaller than the LPIPS backbone accepts
 
     def read(self, path: Path) -> np.ndarray | None:
@@ -167,9 +172,12 @@ def read_items(files: dict[str, Path], scan: Scan, references=None, lookup=None,
         if image is None:
             continue
         ref = scan.read(ref_path) if ref_path is not None else None
-        if ref is not None and ref.shape != image.shape:
+        if ref is not None and ref.shape != image.shape:  # not scored against it; the others still are
             (h, w), (rh, rw) = image.shape[:2], ref.shape[:2]
-            raise ValueError(f"restored image {path} is {w}x{h} but reference {ref_path} is {rw}x{rh}")
+            warnings.warn(f"restored image {path} is {w}x{h} but reference {ref_path} is {rw}x{rh}: pair not scored",
+                          EvaluationWarning, stacklevel=2)
+            scan.size_mismatch.append(str(path))
+            ref = None
         label = lookup(key) if lookup is not None else None
         yield Item(key, image, ref, label, ref_key if ref is not None else None, sample)
 
@@ -276,7 +284,8 @@ def _fid(scan: Scan, source: Path, extractor, device, batch_size: int, notes: li
 
 
 def _pairs(restored: dict[str, Path], reference: dict[str, Path]) -> dict[str, tuple[str, int | None]]:
-    """:func:`.pairing.pair_keys`, warning about restored images without a reference (an error if all are)."""
+    """:func:`.pairing.pair_keys`, warning about restored images without a reference (an error if all are) and
+    references without a restoration."""
     pairs = pairing.pair_keys(restored, reference)
     unpaired = [k for k in restored if k not in pairs]
     if len(unpaired) == len(restored):
@@ -290,7 +299,17 @@ def _pairs(restored: dict[str, Path], reference: dict[str, Path]) -> dict[str, t
             EvaluationWarning,
             stacklevel=3,
         )
+    unmatched = unmatched_references(pairs, reference)
+    if unmatched:
+        warnings.warn(f"{len(unmatched)} reference image(s) without a restoration, e.g. {unmatched[0]!r}",
+                      EvaluationWarning, stacklevel=3)
     return pairs
+
+
+def unmatched_references(pairs: dict[str, tuple[str, int | None]], reference: dict[str, Path]) -> list[str]:
+    """The reference keys no restored image pairs with, sorted."""
+    used = {ref for ref, _ in pairs.values()}
+    return [key for key in reference if key not in used]
 
 
 def _lpips_or_note(net: str, path, device, notes: list[str]) -> perceptual.LPIPS | None:
@@ -332,17 +351,17 @@ def evaluate_folders(
     backbone state_dict is read from ``lpips_weights`` or the default locations; without that file or the
     ``lpips`` package it is skipped with a note. ``device``: auto (cuda, then mps, then cpu) | cpu | cuda[:N] | mps.
     """
-    restored_files = list_images(restored)
+    notes: list[str] = []
+    restored_files = list_images(restored, notes)
     if reference is None and fid_ref is None and labels is None:
         raise ValueError("nothing to compute: give a reference folder, FID reference statistics or labels")
     device = resolve_device(device)
-    reference_files = list_images(reference) if reference is not None else None
+    reference_files = list_images(reference, notes) if reference is not None else None
     pairs = _pairs(restored_files, reference_files) if reference_files is not None else {}
     fid_source = next((Path(s) for s in (fid_ref, reference) if s is not None), None) if fid else None
     if fid_source is not None and not fid_source.exists():
         raise FileNotFoundError(f"FID reference not found: {fid_source}")
     lookup = label_lookup(read_labels(labels)) if labels is not None else None
-    notes: list[str] = []
     perceptual_metric = _lpips_or_note(lpips_net, lpips_weights, device, notes) if pairs and lpips else None
     if fid_source is not None and feature_extractor is None:
         feature_extractor = _load_or_note(
@@ -372,8 +391,12 @@ def evaluate_folders(
         "num_images": len(scan.rows),
         "num_pairs": sum("psnr" in r for r in scan.rows),
         "num_unpaired": len(restored_files) - len(pairs) if reference_files is not None else 0,
+        "num_unmatched_references": len(unmatched_references(pairs, reference_files or {})),
+        "unmatched_references": unmatched_references(pairs, reference_files or {}),
         "num_unreadable": len(scan.unreadable),
         "unreadable": scan.unreadable,
+        "num_size_mismatch": len(scan.size_mismatch),
+        "size_mismatch": scan.size_mismatch,
         "psnr": _mean(scan.rows, "psnr"),
         "ssim": _mean(scan.rows, "ssim"),
         "lpips": _mean(scan.rows, "lpips"),

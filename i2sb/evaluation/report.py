@@ -50,6 +50,14 @@ def _pairs_text(result: dict) -> str:
     return f"{result['num_pairs']} paired with {result['num_reference_images']} references, {each} per reference"
 
 
+def _problems_text(result: dict) -> str:
+    """Pairs not scored for their sizes, references without a restoration (when there are any)."""
+    parts = [f"{result[key]} {text}" for key, text in (("num_size_mismatch", "pairs of different sizes not scored"),
+                                                       ("num_unmatched_references", "references without a restoration"))
+             if result.get(key)]
+    return "".join(f", {p}" for p in parts)
+
+
 def format_table(result: dict, per_image: bool = False) -> str:
     """A readable table: one row per image when there are few (or ``per_image``), then the summary."""
     lines = _image_rows(result["per_image"]) if per_image or result["num_images"] <= MAX_TABLE_ROWS else []
@@ -59,7 +67,7 @@ def format_table(result: dict, per_image: bool = False) -> str:
     net = f"  ({result['lpips_net']} backbone, v0.1)" if result.get("lpips") is not None else ""
     lines += [
         f"images     {result['num_images']} ({_pairs_text(result)}, "
-        f"{result['num_unreadable']} unreadable files skipped)",
+        f"{result['num_unreadable']} unreadable files skipped{_problems_text(result)})",
         f"PSNR [dB]  {_fmt(result['psnr'], '.3f')}{over}",
         f"SSIM       {_fmt(result['ssim'], '.4f')}{over}",
         f"LPIPS      {_fmt(result.get('lpips'), '.4f')}{over}{net}",
