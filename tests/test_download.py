@@ -377,7 +377,8 @@ def test_cli_download_list_and_failure(server, files, tmp_path, capsys):
     assert "Table 2" in rows[3] and rows[2].endswith("no")
     assert download_main(["jpeg-10", f"dir={tmp_path}", mirror, "progress=false"]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert_one_line(err, "i2sb-download: error: cannot download options.pkl", "HTTP 404")
+    assert_one_line(err, "i2sb-download: error: cannot download jpeg-10", "options.pkl", "config.json", "latest.pt",
+                    "HTTP 404")
     assert not (tmp_path / "jpeg-10").exists()
 
 

@@ -13,7 +13,8 @@ from typing import Optional
 from omegaconf import MISSING
 
 from ..restoration.pretrained import (DEFAULT_ADM_DIR, DEFAULT_ROOT, MIRROR_ENV, PRETRAINED, download_adm,
-                                      download_checkpoint, local_state, lookup)
+                                      download_checkpoint, local_state, lookup, resolve_mirror)
+from ..restoration.sharing import check_name
 from ..utils.download import DownloadError
 from .keyvalue import Tool, UsageError, run_tool
 
@@ -24,19 +25,23 @@ COMMANDS = ("list", "adm")  # besides a checkpoint name
 @dataclass
 class DownloadOptions:
     name: str = field(default=MISSING, metadata={
-        "help": f"a checkpoint ({', '.join(PRETRAINED)}; or the task name, e.g. jpeg5), 'list' (the table, "
-                f"what is here) or 'adm' (256x256_diffusion_uncond.pt, the training init and DDNM's prior)"})
+        "help": f"a checkpoint ({', '.join(PRETRAINED)}; or the task name, e.g. jpeg5), with mirror= any model "
+                f"folder the mirror serves, 'list' (the table, what is here) or 'adm' (256x256_diffusion_uncond.pt, "
+                f"the training init and DDNM's prior)"})
     dir: Optional[str] = field(default=None, metadata={
         "help": f"target folder (null: {DEFAULT_ROOT}/ for checkpoints, {DEFAULT_ADM_DIR}/ for adm)"})
     mirror: Optional[str] = field(default=None, metadata={
-        "help": f"base URL serving NAME/latest.pt, NAME/options.pkl, 256x256_diffusion_uncond.pt (null: "
-                f"${MIRROR_ENV}, else Google Drive via gdown: pip install 'i2sb[download]')"})
+        "help": f"base URL (http(s):// or file://) serving NAME/ as the authors' files (options.pkl + latest.pt), an "
+                f"exported model folder (i2sb-export: config.json + model.safetensors) or a run directory "
+                f"(latest.pt), and 256x256_diffusion_uncond.pt (null: ${MIRROR_ENV}, else Google Drive via gdown: "
+                f"pip install 'i2sb[download]')"})
     progress: bool = field(default=True, metadata={"help": "progress bars on stderr"})
 
 
 TOOL = Tool(PROG, DownloadOptions,
             "Download the I2SB authors' checkpoints into DIR/NAME/ (latest.pt + options.pkl, the layout "
-            "i2sb-sample ckpt= reads), or guided-diffusion's ADM ImageNet-256 weights into DIR/.",
+            "i2sb-sample ckpt= reads), a model a team shares on a mirror (an exported model folder or a run "
+            "directory), or guided-diffusion's ADM ImageNet-256 weights into DIR/.",
             f"{PROG} jpeg-5 && i2sb-sample ckpt={DEFAULT_ROOT}/jpeg-5 input=degraded/ output=restored/",
             positional=("name",))
 
@@ -77,11 +82,17 @@ def _download(options: DownloadOptions) -> int:
 
 
 def _check_name(options: DownloadOptions) -> DownloadOptions:
-    if options.name not in COMMANDS:
-        try:
+    """The nine checkpoints' names (or their tasks'); with a mirror, any model folder name."""
+    if options.name in COMMANDS:
+        return options
+    try:
+        if resolve_mirror(options.mirror):
+            check_name(options.name)
+        else:
             lookup(options.name)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+    except ValueError as err:
+        hint = "" if resolve_mirror(options.mirror) else " (or, with mirror=URL, a model folder the mirror serves)"
+        raise UsageError(f"{err}{hint}") from None
     return options
 
 

@@ -4,7 +4,8 @@
   its Google-Drive folder, the i2sb task it restores and the paper's FID. :func:`download_checkpoint` puts
   one into ``ROOT/NAME/{latest.pt, options.pkl}``, the layout ``i2sb-sample ckpt=ROOT/NAME`` reads.
   Sources: Google Drive through the optional ``gdown`` package, or a plain-HTTP mirror
-  (``mirror=URL`` / ``$I2SB_MIRROR``) serving ``URL/NAME/latest.pt`` and ``URL/NAME/options.pkl``.
+  (``mirror=URL`` / ``$I2SB_MIRROR``) serving ``URL/NAME/latest.pt`` and ``URL/NAME/options.pkl`` -- or, for any
+  model a team shares, an exported model folder or a run directory (:mod:`.sharing`).
 * :func:`download_adm`: ``256x256_diffusion_uncond.pt`` (the training initialisation and DDNM's prior)
   through ``torch.hub.download_url_to_file``, checked against its SHA-256, size and tensor shapes.
 
@@ -19,18 +20,14 @@ left by a killed process is removed by the next call (restartable, not resumable
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..utils.download import DownloadError, Log, check_file, download, one_line
-from ..utils.files import fix_mode
 from ..utils.torchfile import load_torch
 from .authors import read_options
+from .sharing import EXPORTED, RUN, Layout, SharedFile, check_name, fetch, install, problems, staging_folder
 
 __all__ = ["Pretrained", "PRETRAINED", "download_checkpoint", "download_adm", "lookup", "resolve_mirror",
            "local_state", "verify_checkpoint_file", "verify_options_file", "verify_adm", "ADM_FILE", "ADM_URL"]
@@ -183,45 +180,11 @@ def verify_adm(path: Path) -> None:
                          f"{ADM_TENSORS} / {ADM_NUMEL} (not {ADM_FILE})")
 
 
-def _file_check(entry: Pretrained, filename: str):
-    if filename == CKPT_FILE:
-        return verify_checkpoint_file
-    return lambda path: verify_options_file(path, entry.name)
-
-
-def _missing(entry: Pretrained, target: Path, log: Log) -> list[str]:
-    """The files of ``entry`` that ``target`` lacks or that fail verification (said through ``log``)."""
-    missing = []
-    for filename in FILES:
-        path = target / filename
-        problem = check_file(path, verify=_file_check(entry, filename)) if path.exists() else "missing"
-        if problem is not None:
-            missing.append(filename)
-            if problem != "missing":
-                log(f"{path}: present but unusable ({problem}); downloading it again")
-    return missing
-
-
-# ---------------------------------------------------------------------------- staging
-@contextmanager
-def _staging(root: Path, name: str) -> Iterator[Path]:
-    """A hidden ``root/.NAME.*.partial`` folder, removed afterwards (and any left by a killed run)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(f".{name}.*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _install(files: dict[str, Path], target: Path) -> None:
-    """Rename verified staged files into ``target`` with umask permissions (same file system: atomic each)."""
-    target.mkdir(parents=True, exist_ok=True)
-    for filename, staged in files.items():
-        fix_mode(staged)
-        os.replace(staged, target / filename)
+def authors_layout(entry: Pretrained | None) -> Layout:
+    """The authors' ``results/NAME/`` as a :class:`~.sharing.Layout`; ``options.pkl`` checked to be ``entry``'s."""
+    return Layout("the authors' results/NAME (options.pkl + latest.pt)", (
+        SharedFile(OPTIONS_FILE, lambda path: verify_options_file(path, entry.name if entry else None)),
+        SharedFile(CKPT_FILE, verify_checkpoint_file)))
 
 
 def _find(folder: Path, filename: str) -> Path | None:
@@ -234,17 +197,6 @@ def _find(folder: Path, filename: str) -> Path | None:
 
 
 # ---------------------------------------------------------------------------- sources
-def _from_mirror(entry: Pretrained, filenames: list[str], staging: Path, target: Path, mirror: str,
-                 progress: bool, log: Log) -> dict[str, Path]:
-    staged = {}
-    for filename in filenames:
-        url = f"{mirror}/{entry.name}/{filename}"
-        log(f"{target / filename}: downloading from {url}")
-        staged[filename] = download(url, staging / filename, verify=_file_check(entry, filename), progress=progress,
-                                    manual=f"download {url} and save it as {target / filename}")
-    return staged
-
-
 def _import_gdown(entry: Pretrained) -> Any:
     try:
         import gdown  # optional: pip install 'i2sb[download]'
@@ -264,6 +216,7 @@ def _gdown_reason(err: Exception) -> str:
 
 def _from_drive(entry: Pretrained, filenames: list[str], staging: Path, target: Path,
                 progress: bool) -> dict[str, Path]:
+    checks = {f.name: f.verify for f in authors_layout(entry).files}
     gdown = _import_gdown(entry)
     url = entry.drive_url
     manual = f"to get it by hand, download {' and '.join(FILES)} from {url} into {target}{os.sep}"
@@ -276,7 +229,7 @@ def _from_drive(entry: Pretrained, filenames: list[str], staging: Path, target: 
     staged = {}
     for filename in filenames:
         path = _find(staging, filename)
-        problem = "not in the Drive folder" if path is None else check_file(path, verify=_file_check(entry, filename))
+        problem = "not in the Drive folder" if path is None else check_file(path, verify=checks[filename])
         if problem is not None:
             raise DownloadError(f"cannot download {entry.name} from {url}: {filename} {problem}; {manual}")
         staged[filename] = path
@@ -284,31 +237,44 @@ def _from_drive(entry: Pretrained, filenames: list[str], staging: Path, target: 
 
 
 # ---------------------------------------------------------------------------- public entry points
+def known(name: str) -> Pretrained | None:
+    """The authors' checkpoint called ``name`` (or its i2sb task name), None for any other name."""
+    try:
+        return lookup(name)
+    except ValueError:
+        return None
+
+
 def download_checkpoint(name: str, root: str | Path = DEFAULT_ROOT, mirror: str | None = None,
                         progress: bool = True, log: Log | None = None) -> Path:
-    """Fetch the authors' checkpoint ``name`` into ``root/NAME/`` and return that folder.
+    """Fetch the model ``name`` into ``root/NAME/`` and return that folder.
 
-    ``mirror`` (or ``$I2SB_MIRROR``) replaces Google Drive by ``{mirror}/{NAME}/{latest.pt,options.pkl}``
-    over plain HTTP(S) (or ``file://``). Files already there and verified are kept; the others are staged,
-    verified and renamed in together. Raises ``ValueError`` for an unknown name, ``DownloadError`` otherwise.
+    Without a mirror, ``name`` is one of the authors' checkpoints, fetched from Google Drive. ``mirror`` (or
+    ``$I2SB_MIRROR``) serves ``{mirror}/{NAME}/`` over plain HTTP(S) (or ``file://``) in any layout
+    ``i2sb-sample ckpt=`` reads (:mod:`.sharing`): the authors' files, an exported model folder or a run
+    directory, so ``name`` may then be any model folder name. Files already there and verified are kept; the
+    others are staged, verified and renamed in together. Raises ``ValueError`` for an unknown name,
+    ``DownloadError`` otherwise.
     """
+    entry, say, root = known(name), log or (lambda message: None), Path(root).expanduser()
+    mirror = resolve_mirror(mirror)
+    if mirror:
+        authors = authors_layout(entry)
+        layouts = [authors, EXPORTED, RUN] if entry is not None else [EXPORTED, RUN, authors]
+        return fetch(entry.name if entry is not None else check_name(name), root, mirror, layouts, progress, say)
     entry = lookup(name)
-    say = log or (lambda message: None)
-    root = Path(root).expanduser()
     target = root / entry.name
-    missing = _missing(entry, target, say)
+    missing = problems(authors_layout(entry), target)
+    for filename, problem in missing.items():
+        if problem != "missing":
+            say(f"{target / filename}: present but unusable ({problem}); downloading it again")
     if not missing:
         say(f"{target}: {entry.name} already present and verified, not downloaded again")
         return target
-    mirror = resolve_mirror(mirror)
     try:
-        with _staging(root, entry.name) as staging:
-            if mirror:
-                staged = _from_mirror(entry, missing, staging, target, mirror, progress, say)
-            else:
-                say(f"{target}: downloading {entry.name} from Google Drive ({entry.drive_url})")
-                staged = _from_drive(entry, missing, staging, target, progress)
-            _install(staged, target)
+        with staging_folder(root, entry.name) as staging:
+            say(f"{target}: downloading {entry.name} from Google Drive ({entry.drive_url})")
+            install(_from_drive(entry, list(missing), staging, target, progress), target)
     except OSError as err:
         raise DownloadError(f"cannot store {entry.name} in {target}: {err.strerror or err} "
                             f"({err.filename or target})") from None

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .files import fix_mode
 
-__all__ = ["DownloadError", "download", "check_file", "sha256_of", "partial_path", "one_line"]
+__all__ = ["DownloadError", "download", "check_file", "sha256_of", "partial_path", "one_line", "url_exists"]
 
 CHUNK = 1 << 20
 USER_AGENT = "i2sb-download"
@@ -173,6 +173,29 @@ def remote_size(url: str, timeout: float) -> int | None:
             return _content_length(response)
     except (urllib.error.URLError, http.client.HTTPException, OSError):
         return None
+
+
+def url_exists(url: str, timeout: float = 60.0) -> bool:
+    """Whether ``url`` serves a file: True, False for HTTP 404 / 410 (or a missing ``file://`` path); a one-line
+    :class:`DownloadError` when the server cannot say (offline, HTTP 500, ...). A HEAD request, a GET where the
+    server refuses HEAD."""
+    for method in ("HEAD", "GET"):
+        try:
+            with _open(url, timeout, method=method):
+                return True
+        except urllib.error.HTTPError as err:
+            if err.code in (404, 410):
+                return False
+            if err.code in (405, 501) and method == "HEAD":  # HEAD not allowed: ask with GET
+                continue
+            raise DownloadError(f"cannot reach {url}: {_reason(err, timeout)}") from None
+        except urllib.error.URLError as err:
+            if isinstance(err.reason, FileNotFoundError):
+                return False
+            raise DownloadError(f"cannot reach {url}: {_reason(err, timeout)}") from None
+        except (OSError, http.client.HTTPException) as err:
+            raise DownloadError(f"cannot reach {url}: {_reason(err, timeout)}") from None
+    return False
 
 
 def fetch_torch_hub(url: str, tmp: Path, *, sha256: str | None, progress: bool) -> None:
