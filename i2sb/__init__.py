@@ -1,6 +1,12 @@
 """i2sb: Image-to-Image Schrödinger Bridges (Liu et al., ICML 2023) for image restoration.
 
-The package is layered; each layer imports only the ones listed before it (``tests/test_layers.py`` checks):
+>>> import i2sb
+>>> restorer = i2sb.load("runs/demo/jpeg5")      # a run, the authors' results/NAME/, an exported model folder
+>>> restored = restorer.restore(x1, nfe=1)       # x1: (B, 3, H, W) degraded images in [-1, 1]
+
+``i2sb.load`` (:func:`i2sb.restoration.loading.load`) is imported on first use, so ``import i2sb.core.bridge``
+stays light. The package is layered; each layer imports only the ones listed before it (``tests/test_layers.py``
+checks):
 
 ``utils`` -> ``core``, ``nets``, ``degrade``, ``data``, ``evaluation`` -> ``baselines`` -> ``config`` ->
 ``methods`` -> ``restoration`` -> ``training`` -> ``cli`` (and the public aliases ``i2sb.bridge``,
@@ -8,6 +14,7 @@ The package is layered; each layer imports only the ones listed before it (``tes
 """
 
 __version__ = "0.1.0"
+__all__ = ["load", "__version__"]  # what `from i2sb import *`, dir(i2sb) and help(i2sb) show
 
 
 def __getattr__(name: str):
@@ -16,3 +23,7 @@ def __getattr__(name: str):
 
         return load
     raise AttributeError(f"module 'i2sb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

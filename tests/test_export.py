@@ -51,6 +51,8 @@ def test_a_run_exports_to_a_folder_that_restores_identically_without_pickle(tmp_
     card = (folder / CARD_FILE).read_text()
     assert card.startswith("---\nlibrary_name: i2sb") and "jpeg5" in card and "val_psnr 21.50" in card
     assert "training steps | 2" in card and "i2sb-sample ckpt=" in card
+    assert "pip install i2sb" not in card and "pip install -e ." in card  # not on PyPI: from the source
+    assert config["source"] == "run/latest.pt" and str(tmp_path) not in (folder / CONFIG_FILE).read_text()
     x1 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     expected = restore(run, x1)
     no_pickle(monkeypatch)
@@ -84,7 +86,7 @@ def test_export_replaces_an_export_and_refuses_other_folders(tmp_path, capsys):
     other.mkdir()
     (other / "keep.png").write_bytes(b"precious")
     capsys.readouterr()
-    assert export_main([f"ckpt={run}", f"output={other}"]) == 1
+    assert export_main([f"ckpt={run}", f"output={other}"]) == 2  # a usage error, as the README says
     err = capsys.readouterr().err
     assert "not an exported model folder" in err and err.count("\n") == 1
     assert [p.name for p in other.iterdir()] == ["keep.png"] and not list(tmp_path.glob(".*partial"))
@@ -94,8 +96,10 @@ def test_export_usage(tmp_path, capsys):
     assert export_main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: i2sb-export") and "ckpt=" in out and "example:" in out
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     for argv, part in [([f"output={tmp_path}"], "ckpt"), ([f"ckpt={tmp_path / 'nope'}", "output=x"], "nope"),
-                       (["--ckpt", "x"], "unknown option")]:
+                       (["--ckpt", "x"], "unknown option"),
+                       ([f"ckpt={tmp_path / 'bad.pt'}", f"output={tmp_path / 'm'}"], "bad.pt: not a checkpoint")]:
         assert export_main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("i2sb-export: error: ") and err.count("\n") == 1 and part in err, err

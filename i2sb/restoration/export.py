@@ -88,7 +88,8 @@ def model_card(spec: NetworkSpec, info: dict[str, Any], name: str) -> str:
     if validation:
         lines.append(f"| validation (step {validation.get('step')}) | " + ", ".join(
             f"{k} {v:.2f}" for k, v in validation.items() if k != "step" and isinstance(v, (int, float))) + " |")
-    lines += ["", "## Restore images", "", "```bash", "pip install i2sb",
+    lines += ["", "## Restore images", "", "i2sb is installed from its source (it is not on PyPI): in a copy of the "
+              "i2sb repository, `pip install -e .` (after a torch build for your machine).", "", "```bash",
               f"i2sb-sample ckpt=PATH/TO/THIS/FOLDER input=degraded/ output=restored/ nfe={spec.default_nfe}",
               "```", "", "```python", "import i2sb", "restorer = i2sb.load(\"PATH/TO/THIS/FOLDER\")",
               "restored = restorer.restore(x1)  # x1: (B, 3, H, W) in [-1, 1]", "```", "",
@@ -104,15 +105,30 @@ def _plain(values: dict[str, Any] | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in (values or {}).items() if v is not None) or "unknown"
 
 
+def check_output(output: str | Path) -> Path:
+    """``output`` as a Path if an export may go there: a new folder, an empty one or an earlier export (replaced);
+    any other existing folder or file is a one-line ValueError (never a user's folder of other files)."""
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not is_exported(output))):
+        raise ValueError(f"output={output} exists and is not an exported model folder; choose a new folder")
+    return output
+
+
+def source_name(source: Path) -> str:
+    """What ``config.json`` records of the checkpoint file: its folder and name (``jpeg5/latest.pt``), not where it
+    lay on the exporting machine."""
+    return f"{source.parent.name}/{source.name}" if source.parent.name else source.name
+
+
 def export_model(ckpt: str | Path, output: str | Path, use_ema: bool = True,
                  **model_overrides: Any) -> Path:
     """Write the inference-only folder ``output`` for ``ckpt`` (a run, a checkpoint file or ``results/NAME/``)."""
+    output = check_output(output)
     source = locate(ckpt)
     spec = network_spec(ckpt, use_ema, model_overrides)
-    output = Path(output)
     config = {"format": FORMAT, "version": VERSION, "method": spec.method, "image_size": spec.image_size,
               "default_nfe": spec.default_nfe, "task": asdict(spec.task), "network": _jsonable(spec.unet_kwargs),
-              "weights": "ema" if use_ema else "raw", "source": str(source)}
+              "weights": "ema" if use_ema else "raw", "source": source_name(source.resolve())}
     card = model_card(spec, _training_info(source), output.name)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
@@ -143,8 +159,7 @@ def _replace_folder(staging: Path, output: Path) -> None:
     """Move the complete ``staging`` folder to ``output``; an existing export there is replaced, anything else
     is refused (never a user's folder of other files)."""
     if output.exists():
-        if not output.is_dir() or (any(output.iterdir()) and not is_exported(output)):
-            raise ValueError(f"output={output} exists and is not an exported model folder; choose a new folder")
+        check_output(output)
         old = output.with_name(f".{output.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         output.rename(old)
