@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ..degrade import TASKS
 from ..degrade.folder import FORMATS, plan, run
-from .keyvalue import EXIT_USAGE, Tool, run_tool
+from .keyvalue import EXIT_USAGE, Tool, exit_with, run_tool
 
 PROG = "i2sb-degrade"
 
@@ -66,7 +66,7 @@ def _job(options: DegradeOptions) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """``i2sb-degrade task=NAME input=CLEAN output=DEGRADED [masks=DIR] [seed=0] [format=png] [params.K=V]``."""
-    sys.exit(run_tool(TOOL, sys.argv[1:] if argv is None else argv, _job))
+    exit_with(lambda: run_tool(TOOL, sys.argv[1:] if argv is None else argv, _job))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``i2sb-download``: the authors' pretrained checkpoints and the ADM ImageNet-256 weights.
 
-Exit status: 0 done (or already present), 1 a download failed (one-line message), 2 usage error.
+Exit status: 0 done (or already present), 1 a download failed (one-line message), 2 usage error. The schema and
+``list`` live here, a download in :mod:`.download_job` (``--help`` and ``list`` load no torch).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from ..restoration.pretrained import (DEFAULT_ADM_DIR, DEFAULT_ROOT, MIRROR_ENV, PRETRAINED, download_adm,
-                                      download_checkpoint, local_state, lookup, resolve_mirror)
-from ..restoration.sharing import check_name
-from ..utils.download import DownloadError
-from .keyvalue import Tool, UsageError, run_tool
+from ..restoration.registry import (DEFAULT_ADM_DIR, DEFAULT_ROOT, MIRROR_ENV, PRETRAINED, check_name, local_state,
+                                    lookup, resolve_mirror)
+from .keyvalue import Tool, UsageError, exit_with, run_tool
 
 PROG = "i2sb-download"
 COMMANDS = ("list", "adm")  # besides a checkpoint name
@@ -46,7 +45,7 @@ TOOL = Tool(PROG, DownloadOptions,
             positional=("name",))
 
 
-def _log(message: str) -> None:
+def say(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
@@ -64,21 +63,13 @@ def list_table(root: str | Path) -> str:
 
 
 def _download(options: DownloadOptions) -> int:
+    """``list`` here (no torch); a download in :mod:`.download_job`."""
     if options.name == "list":
         print(list_table(options.dir or DEFAULT_ROOT))
         return 0
-    try:
-        if options.name == "adm":
-            print(download_adm(options.dir or DEFAULT_ADM_DIR, options.mirror, options.progress, log=_log))
-            return 0
-        folder = download_checkpoint(options.name, options.dir or DEFAULT_ROOT, options.mirror, options.progress,
-                                     log=_log)
-    except DownloadError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    print(folder)
-    _log(f"restore with: i2sb-sample ckpt={folder} input=DIR output=DIR")
-    return 0
+    from .download_job import run  # lazy: a download imports torch; --help and list need not
+
+    return run(options)
 
 
 def _check_name(options: DownloadOptions) -> DownloadOptions:
@@ -102,4 +93,4 @@ def download_main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    sys.exit(download_main(sys.argv[1:]))
+    exit_with(lambda: download_main(sys.argv[1:]))

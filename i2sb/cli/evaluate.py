@@ -2,32 +2,29 @@
 
 ``i2sb-eval restored=DIR reference=DIR [fid=true] [lpips=true] [json=FILE] [device=auto] ...``; the two folders
 may also be given bare (``i2sb-eval DIR DIR``). The argparse flags of earlier versions (``--no-fid``,
-``--json FILE``, ...) still work, with one deprecation line (:mod:`.eval_flags`).
+``--json FILE``, ...) still work, with one deprecation line (:mod:`.eval_flags`). The schema lives here, the work in
+:mod:`.eval_job` (imported by the job: ``--help`` loads no torch).
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from omegaconf import MISSING
 
-from ..evaluation import metrics, perceptual
-from ..evaluation.folders import EvaluationWarning, evaluate_folders
-from ..evaluation.report import MAX_TABLE_ROWS, format_table
-from ..utils.device import FORMS, resolve_device
-from ..utils.files import write_json
-from ..utils.images import IMAGE_EXTENSIONS
+from ..evaluation.report import MAX_TABLE_ROWS
+from ..evaluation.weights import BACKBONE_WEIGHTS, INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSpec
 from .eval_flags import translate_flags
-from .keyvalue import EXIT_USAGE, Tool, UsageError, run_tool
+from .keyvalue import EXIT_USAGE, Tool, UsageError, exit_with, run_tool
 
 PROG = "i2sb-eval"
 DEFAULT_JSON_SUFFIX = "_metrics.json"  # RESTORED_metrics.json beside the folder evaluated, never inside it
 NO_FILE = "false"  # json=false: write no metrics file
-LPIPS_NETS = tuple(sorted(perceptual.BACKBONE_WEIGHTS))
+LPIPS_NETS = tuple(sorted(BACKBONE_WEIGHTS))
+FORMS = "auto | cpu | cuda | cuda:N | mps"  # what i2sb.utils.device.resolve_device takes (it imports torch)
 
 
 @dataclass
@@ -45,16 +42,16 @@ class EvalOptions:
     labels: Optional[str] = field(default=None, metadata={
         "help": "text/CSV file of NAME,CLASS_INDEX lines: enables ResNet-50 top-1 accuracy"})
     inception: Optional[str] = field(default=None, metadata={
-        "help": f"{metrics.INCEPTION_WEIGHTS.filename} (FID); null: ${metrics.INCEPTION_WEIGHTS.env_var} "
+        "help": f"{INCEPTION_WEIGHTS.filename} (FID); null: ${INCEPTION_WEIGHTS.env_var} "
                 f"or the torch hub cache"})
     resnet: Optional[str] = field(default=None, metadata={
-        "help": f"torchvision's {metrics.RESNET50_WEIGHTS.filename} (accuracy); null: "
-                f"${metrics.RESNET50_WEIGHTS.env_var} or the torch hub cache"})
+        "help": f"torchvision's {RESNET50_WEIGHTS.filename} (accuracy); null: "
+                f"${RESNET50_WEIGHTS.env_var} or the torch hub cache"})
     lpips: bool = field(default=True, metadata={"help": "LPIPS v0.1 (needs the lpips package)"})
     lpips_net: str = field(default="alex", metadata={"help": f"LPIPS backbone: {' | '.join(LPIPS_NETS)}"})
     lpips_weights: Optional[str] = field(default=None, metadata={
         "help": "the LPIPS backbone's torchvision state_dict ("
-                + ", ".join(f"{k}: {v.filename}" for k, v in sorted(perceptual.BACKBONE_WEIGHTS.items()))
+                + ", ".join(f"{k}: {v.filename}" for k, v in sorted(BACKBONE_WEIGHTS.items()))
                 + "); null: $I2SB_LPIPS_BACKBONE or the torch hub cache"})
     json: Optional[str] = field(default=None, metadata={
         "help": f"metrics file to write; null: RESTORED{DEFAULT_JSON_SUFFIX} beside the restored folder (never "
@@ -65,7 +62,7 @@ class EvalOptions:
     batch_size: int = field(default=32, metadata={"help": "images per network batch"})
 
 
-def _weights_note(spec: metrics.WeightsSpec) -> str:
+def _weights_note(spec: WeightsSpec) -> str:
     return (f"{spec.what}:\n  get {spec.url}\n  then {spec.option}=PATH, or ${spec.env_var}=PATH, "
             f"or {spec.cache_path()}")
 
@@ -79,8 +76,8 @@ TOOL = Tool(
     f"{PROG} restored=restored/ reference=clean/ fid=false lpips_weights=alexnet-owt-7be5be79.pth",
     positional=("restored", "reference"),
     notes="Weights are read from local files, never downloaded.\n" + "\n".join(
-        _weights_note(s) for s in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS,
-                                   *perceptual.BACKBONE_WEIGHTS.values())),
+        _weights_note(s) for s in (INCEPTION_WEIGHTS, RESNET50_WEIGHTS,
+                                   *BACKBONE_WEIGHTS.values())),
 )
 
 
@@ -94,49 +91,16 @@ def json_path(options: EvalOptions) -> Path | None:
     return None if options.json.lower() == NO_FILE else Path(options.json)
 
 
-def check_options(options: EvalOptions) -> EvalOptions:
-    """Values beyond the schema's types, before any work (usage errors, exit 2); resolves ``device``."""
-    if options.batch_size < 1:
-        raise UsageError(f"batch_size={options.batch_size}: must be a positive integer")
-    if options.lpips_net not in LPIPS_NETS:
-        raise UsageError(f"lpips_net={options.lpips_net}: must be one of {', '.join(LPIPS_NETS)}")
-    path = json_path(options)
-    if path is not None and path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise UsageError(f"json={path}: refusing to write metrics to a file with an image extension")
-    options.device = str(resolve_device(options.device))
-    return options
+def _check(options: EvalOptions) -> EvalOptions:
+    from .eval_job import check_options  # lazy: the work imports torch; --help and usage errors need not
+
+    return check_options(options)
 
 
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+def _run(options: EvalOptions) -> int:
+    from .eval_job import run  # lazy: as above
 
-
-def _evaluate(options: EvalOptions) -> dict:
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", EvaluationWarning)
-        warnings.showwarning = _print_warning  # one line per skipped file, restored on exit
-        return evaluate_folders(
-            options.restored, options.reference, fid_ref=options.fid_ref, labels=options.labels,
-            inception=options.inception, resnet=options.resnet, fid=options.fid, lpips=options.lpips,
-            lpips_net=options.lpips_net, lpips_weights=options.lpips_weights, device=options.device,
-            batch_size=options.batch_size,
-        )  # fmt: skip
-
-
-def _job(options: EvalOptions) -> int:
-    path = json_path(options)
-    try:
-        result = _evaluate(options)
-        if path is not None:
-            write_json(result, path)
-    except (OSError, ValueError, RuntimeError) as err:
-        message = str(err).strip().splitlines() or [type(err).__name__]
-        print(f"{PROG}: error: {message[0]}", file=sys.stderr)
-        return 1
-    print(format_table(result, per_image=options.per_image))
-    if path is not None:
-        print(f"metrics written to {path}")
-    return 1 if result["num_unreadable"] or result["num_size_mismatch"] else 0
+    return run(options)
 
 
 def run_eval(argv: list[str]) -> int:
@@ -150,9 +114,9 @@ def run_eval(argv: list[str]) -> int:
     if written:
         print(f"{PROG}: warning: --flags are deprecated; write {' '.join(written)} (see {PROG} --help)",
               file=sys.stderr)
-    return run_tool(TOOL, argv, _job, check=check_options)
+    return run_tool(TOOL, argv, _run, check=_check)
 
 
 def main(argv: list[str] | None = None) -> None:
     """``i2sb-eval restored=DIR [reference=DIR] [key=value ...]`` (see ``--help``)."""
-    sys.exit(run_eval(sys.argv[1:] if argv is None else argv))
+    exit_with(lambda: run_eval(sys.argv[1:] if argv is None else argv))

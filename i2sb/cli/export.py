@@ -1,16 +1,16 @@
-"""``i2sb-export``: an inference-only model folder (safetensors + config.json + model card) from a checkpoint."""
+"""``i2sb-export``: an inference-only model folder (safetensors + config.json + model card) from a checkpoint.
+
+The schema lives here, the work in :mod:`.export_job` (imported by the job: ``--help`` loads no torch)."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from omegaconf import MISSING
 
 from ..config import ModelOverrides
-from ..restoration.export import check_output, export_model
-from .keyvalue import EXIT_USAGE, Tool, UsageError, run_tool
+from .keyvalue import Tool, exit_with, run_tool
 
 PROG = "i2sb-export"
 
@@ -35,32 +35,22 @@ TOOL = Tool(PROG, ExportOptions,
             f"{PROG} ckpt=results/jpeg-5 output=models/i2sb-jpeg5")
 
 
-def _export(options: ExportOptions) -> int:
-    """Exit status 2 for what the command line asked wrongly (a checkpoint that does not load, an output that is
-    not ours to replace), 1 for a failure while writing (disk full, permissions)."""
-    try:
-        folder = export_model(options.ckpt, options.output, options.use_ema, **options.model.given())
-    except (ValueError, FileNotFoundError) as err:
-        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as err:
-        print(f"{PROG}: error: cannot write {options.output}: {' '.join(str(err).split())}", file=sys.stderr)
-        return 1
-    print(folder)
-    return 0
-
-
 def _check(options: ExportOptions) -> ExportOptions:
-    if not Path(options.ckpt).exists():
-        raise UsageError(f"ckpt={options.ckpt}: no such file or directory")
-    check_output(options.output)
-    return options
+    from .export_job import check  # lazy: the work imports torch; --help and usage errors need not
+
+    return check(options)
+
+
+def _run(options: ExportOptions) -> int:
+    from .export_job import run  # lazy: as above
+
+    return run(options)
 
 
 def export_main(argv: list[str]) -> int:
     """``i2sb-export ckpt=RUN output=DIR [use_ema=true] [model.KEY=...]``; returns the exit status."""
-    return run_tool(TOOL, argv, _export, check=_check)
+    return run_tool(TOOL, argv, _run, check=_check)
 
 
 def main() -> None:
-    sys.exit(export_main(sys.argv[1:]))
+    exit_with(lambda: export_main(sys.argv[1:]))

@@ -7,20 +7,25 @@
         seed: int = field(default=0, metadata={"help": "base seed"})
 
     TOOL = Tool("i2sb-degrade", Options, "degrade a folder", "i2sb-degrade task=jpeg5 input=clean output=x1")
-    sys.exit(run_tool(TOOL, argv, job))      # job(options) -> exit status
+    exit_with(lambda: run_tool(TOOL, argv, job))      # job(options) -> exit status
 
 Values are parsed as YAML (``nfe=10``, ``ot_ode=true``, ``model.channel_mult=[1,2]``) and checked against the
 schema: an unknown key, a wrong type or a missing required key is one line naming it, exit status 2.
 ``-h``/``--help`` prints the keys with their defaults and one example.
+
+A tool keeps its schema light and imports its work inside its job (``# lazy:``), so ``--help`` and a usage error
+cost no more than this module and the schema's (no torch). A closed stdout (``i2sb-download list | head``) ends
+the tool quietly (:func:`exit_with`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields, is_dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import OmegaConf
 
@@ -29,6 +34,7 @@ from ..config import ConfigError, validated
 EXIT_USAGE = 2
 WIDTH = 110  # of the --help text
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # as a Unix tool ended by SIGPIPE (128 + 13)
 
 
 @dataclass(frozen=True)
@@ -123,3 +129,15 @@ def run_tool(tool: Tool, argv: list[str], job: Callable[[Any], int],
     except KeyboardInterrupt:
         print(f"{tool.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def exit_with(status: Callable[[], int]) -> NoReturn:
+    """``sys.exit(status())``; when the reader of stdout went away (``i2sb-download list | head``), quietly with
+    :data:`EXIT_BROKEN_PIPE` instead of a BrokenPipeError traceback."""
+    try:
+        code = status()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail again
+        code = EXIT_BROKEN_PIPE
+    sys.exit(code)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from ..utils.loaderrors import UnreadableFile
 from ..utils.torchfile import load_torch
+from .weights import INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSpec  # noqa: F401  (re-exported)
 
 # ---------------------------------------------------------------------------------------------
 # PSNR and SSIM
@@ -184,47 +184,8 @@ def load_fid_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pre-trained networks, loaded from local files only
+# Pre-trained networks, loaded from local files only (where they come from: .weights)
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WeightsSpec:
-    """Where a pre-trained network's weights come from and where this library looks for them."""
-
-    what: str
-    filename: str
-    url: str
-    env_var: str
-    option: str  # the i2sb-eval key that names the file
-
-    def cache_path(self) -> Path:
-        """The file as torch.hub / clean-fid would have cached it: ``$TORCH_HOME/hub/checkpoints/``."""
-        return Path(torch.hub.get_dir()) / "checkpoints" / self.filename
-
-    def missing_message(self) -> str:
-        return (
-            f"{self.what} weights not found: download {self.url} and give {self.option}=PATH (i2sb-eval), "
-            f"set {self.env_var}=PATH, or put the file at {self.cache_path()}"
-        )
-
-
-# clean-fid legacy_pytorch = pytorch-fid's port of the TF Inception (cleanfid/inception_pytorch.py).
-INCEPTION_WEIGHTS = WeightsSpec(
-    what="FID Inception (clean-fid legacy_pytorch)",
-    filename="pt_inception-2015-12-05-6726825d.pth",
-    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    env_var="I2SB_INCEPTION",
-    option="inception",
-)
-# torchvision resnet50(pretrained=True) as in the authors' evaluation/resnet.py = IMAGENET1K_V1.
-RESNET50_WEIGHTS = WeightsSpec(
-    what="ResNet-50 (torchvision IMAGENET1K_V1)",
-    filename="resnet50-0676ba61.pth",
-    url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    env_var="I2SB_RESNET50",
-    option="resnet",
-)
 
 
 def find_weights(spec: WeightsSpec, path: str | Path | None = None) -> Path | None:

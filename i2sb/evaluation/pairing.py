@@ -20,6 +20,9 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable
+from pathlib import Path
+
+from ..utils.listing import IMAGE_EXTENSIONS
 
 SAMPLE_NAME = re.compile(r"(.+)_s(\d+)")  # NAME_sK, as i2sb.restoration.folder.sample_names writes
 
@@ -30,6 +33,12 @@ DEFINITIONS = {  # what each summary number is; copied into the JSON
     "num_reference_images": "reference images with at least one paired restoration",
     "samples_per_image": "fewest and most restorations paired with one reference image",
 }
+
+
+def image_key(relative: str | Path) -> str:
+    """Pairing key of an image: its relative path with '/' separators, without an image extension."""
+    path = Path(relative)
+    return (path.with_suffix("") if path.suffix.lower() in IMAGE_EXTENSIONS else path).as_posix()
 
 
 def split_sample(key: str) -> tuple[str, int] | None:

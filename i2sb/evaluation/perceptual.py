@@ -21,23 +21,8 @@ from torch import Tensor, nn
 
 from ..utils.torchfile import load_torch
 from .metrics import WeightsSpec, find_weights
+from .weights import BACKBONE_WEIGHTS  # noqa: F401  (re-exported)
 
-BACKBONE_WEIGHTS = {  # torchvision's IMAGENET1K_V1 files, what lpips.LPIPS(pretrained backbone) downloads
-    "alex": WeightsSpec(
-        what="LPIPS backbone AlexNet (torchvision IMAGENET1K_V1)",
-        filename="alexnet-owt-7be5be79.pth",
-        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-        env_var="I2SB_LPIPS_BACKBONE",
-        option="lpips_weights",
-    ),
-    "vgg": WeightsSpec(
-        what="LPIPS backbone VGG-16 (torchvision IMAGENET1K_V1)",
-        filename="vgg16-397923af.pth",
-        url="https://download.pytorch.org/models/vgg16-397923af.pth",
-        env_var="I2SB_LPIPS_BACKBONE",
-        option="lpips_weights",
-    ),
-}
 MIN_SIZE = {"alex": 31, "vgg": 16}  # smallest image side the backbone's pooling accepts
 PACKAGE_MISSING = "the lpips package is not installed: pip install lpips (or pip install 'i2sb[lpips]')"
 

@@ -7,11 +7,28 @@
 * :mod:`.spec`, :mod:`.checkpoints`, :mod:`.authors` -- reading the project's runs, the authors'
   ``results/NAME/`` and guided-diffusion's ADM into a network spec;
 * :mod:`.loading`     -- :func:`load` / :func:`load_ddnm`: checkpoint -> restorer (:func:`load_denoiser`: -> network);
-* :mod:`.folder`      -- ``i2sb-sample``: restore a folder.
+* :mod:`.folder`      -- ``i2sb-sample``: restore a folder (:mod:`.outputs`: what it writes, :mod:`.progress`);
+* :mod:`.registry`, :mod:`.pretrained`, :mod:`.sharing`, :mod:`.export` -- the authors' checkpoints, models
+  shared on a mirror, inference-only model folders.
+
+The names below are imported on first use (PEP 562): ``i2sb.restoration.registry`` (what ``i2sb-download --help``
+and ``list`` read) loads without torch.
 """
 
-from .loading import ALGORITHMS, load, load_ddnm, load_denoiser, restorer_for
-from .restorer import Algorithm, OptionError, Restorer, SamplingOptions
+from __future__ import annotations
 
-__all__ = ["ALGORITHMS", "Algorithm", "OptionError", "Restorer", "SamplingOptions", "load", "load_ddnm",
-           "load_denoiser", "restorer_for"]
+from typing import Any
+
+LOADING = ("ALGORITHMS", "load", "load_ddnm", "load_denoiser", "restorer_for")
+RESTORER = ("Algorithm", "OptionError", "Restorer", "SamplingOptions")
+__all__ = sorted(LOADING + RESTORER)
+
+
+def __getattr__(name: str) -> Any:
+    if name in LOADING:
+        from . import loading  # lazy: see the module docstring
+        return getattr(loading, name)
+    if name in RESTORER:
+        from . import restorer  # lazy: see the module docstring
+        return getattr(restorer, name)
+    raise AttributeError(f"module 'i2sb.restoration' has no attribute {name!r}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,7 +30,6 @@ from ..utils.torchfile import load_torch
 from .checkpoints import LATEST, is_i2sb_checkpoint
 from .exported import CARD_FILE, CONFIG_FILE, FORMAT, WEIGHTS_FILE
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name: no path, not hidden
 
 
 @dataclass(frozen=True)
@@ -53,13 +51,6 @@ class Layout:
     @property
     def required(self) -> list[SharedFile]:
         return [f for f in self.files if f.required]
-
-
-def check_name(name: str) -> str:
-    """``name`` if it is a plain folder name (what ``URL/NAME/`` and ``ROOT/NAME/`` take); ValueError otherwise."""
-    if not SAFE_NAME.fullmatch(name):
-        raise ValueError(f"'{name}' is not a model folder name (letters, digits, '.', '_', '-'; no '/')")
-    return name
 
 
 def verify_exported_config(path: Path) -> None:
