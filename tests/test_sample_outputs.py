@@ -20,7 +20,7 @@ from i2sb.cli import sample_main
 from i2sb.restoration import folder as folder_module
 from i2sb.restoration import progress
 from i2sb.restoration.tiling import TiledDenoiser
-from i2sb.utils.images import scan_images
+from i2sb.utils.images import save_array, scan_images
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import random_image, rgb, run_cli, write_run  # noqa: E402
@@ -277,3 +277,12 @@ def test_restore_refuses_pixel_values_outside_minus_one_one(tmp_path):
         restorer.restore(torch.full_like(x, float("nan")), nfe=1)
     jpeg_like = x * 1.9  # the paper's DDRM JPEG leaves [-1, 1]: still accepted
     assert restorer.restore(jpeg_like, nfe=1).shape == x.shape
+
+
+def test_an_array_far_outside_minus_one_one_fails_alone(photos, capsys):
+    tmp, run = photos
+    save_array(torch.full((3, 16, 16), 40.0), tmp / "in" / "counts.npy")  # not [-1, 1] units
+    code, stdout, err = run_cli(capsys, f"ckpt={run}", f"input={tmp / 'in'}", f"output={tmp / 'out'}", "nfe=1",
+                                "batch_size=1")
+    assert code == 1 and "restored 3 image(s)" in stdout and err.count("\n") == 1
+    assert "counts.npy: restoration failed: images must be in [-1, 1], got values in [40, 40]" in err

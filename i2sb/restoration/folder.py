@@ -160,8 +160,8 @@ def keep_existing(job: Job, items: list[Item], output: Path, report: Report) -> 
     """Leave the files already at the outputs (and trajectories) alone unless ``overwrite``: their samples are not
     written, images with nothing left to write are skipped; the decision is one line."""
     cfg = job.cfg
-    overwrite, why = cfg.overwrite or cfg.skip_existing is False, \
-        "overwrite=true" if cfg.overwrite else "skip_existing=false"
+    why = "overwrite=true" if cfg.overwrite else "skip_existing=false" if cfg.skip_existing is False else None
+    overwrite = why is not None
     existing, todo_items = [], []
     for item in items:
         found = {k: existing_outputs(job.sample_files(item, k)) for k in range(cfg.n_samples)}
@@ -245,7 +245,6 @@ def _metadata(job: Job, items: list[Item], size: tuple[int, int]) -> list[Any]:
 
 def restore_batch(job: Job, batch: list[Item], report: Report, estimates: Estimates) -> None:
     """Restore one batch of equal-size images for the samples its items still need, and write the results."""
-    cfg = job.cfg
     good, x1, mask = _load_inputs(job, batch, report)
     if not good:
         return
@@ -260,30 +259,38 @@ def restore_batch(job: Job, batch: list[Item], report: Report, estimates: Estima
     for k in sorted({k for item in good for k in item.todo}):
         traj = None
         if job.traj_dir is not None:
-            traj = Trajectory(log_steps(job.restorer, job.options, cfg.traj_frames))
+            traj = Trajectory(log_steps(job.restorer, job.options, job.cfg.traj_frames))
         try:
-            with evaluation_bar(job.restorer, tiles, job.options.nfe, desc, cfg.progress):
+            with evaluation_bar(job.restorer, tiles, job.options.nfe, desc, job.cfg.progress):
                 out = job.restorer.restore(x1, mask=mask, generator=job.generators(good, k), callback=traj,
                                            options=job.options)
-        except RuntimeError as err:  # e.g. out of memory: these images fail, the run goes on
+        except (RuntimeError, ValueError) as err:  # out of memory, values far outside [-1, 1]: these images fail
             reason = " ".join(str(err).split())[:200]
             for item in good:
                 report.fail(f"{item.source}: restoration failed: {reason}")
             return
-        xs, preds = traj.stacked() if traj is not None else (None, None)
-        for i, item in enumerate(good):
-            if i in failed or k not in item.todo:
-                continue
-            try:
-                save_image(out[i], item.outputs[k], metadata=metadata[i], **encoder_options(cfg.format, cfg.quality))
-                if traj is not None:
-                    TRAJECTORY_WRITERS[cfg.traj_format](xs[i], preds[i], job.traj_file(item, k))
-            except (OSError, ValueError) as err:
-                failed.add(i)
-                report.fail(f"{item.outputs[k]}: cannot write: {' '.join(str(err).split())}")
-                continue
-            report.files += 1
+        write_sample(job, good, k, out, traj, metadata, failed, report)
     report.restored += len(good) - len(failed)
+
+
+def write_sample(job: Job, good: list[Item], k: int, out: Tensor, traj: Trajectory | None, metadata: list[Any],
+                 failed: set[int], report: Report) -> None:
+    """Write sample ``k`` of the batch ``out`` (B, 3, H, W) (and its trajectories) for the items that want it; an
+    item whose file cannot be written joins ``failed``."""
+    xs, preds = traj.stacked() if traj is not None else (None, None)
+    encoding = encoder_options(job.cfg.format, job.cfg.quality)
+    for i, item in enumerate(good):
+        if i in failed or k not in item.todo:
+            continue
+        try:
+            save_image(out[i], item.outputs[k], metadata=metadata[i], **encoding)
+            if traj is not None:
+                TRAJECTORY_WRITERS[job.cfg.traj_format](xs[i], preds[i], job.traj_file(item, k))
+        except (OSError, ValueError) as err:
+            failed.add(i)
+            report.fail(f"{item.outputs[k]}: cannot write: {' '.join(str(err).split())}")
+            continue
+        report.files += 1
 
 
 def load_restorer(cfg: SampleConfig) -> Restorer:

@@ -70,7 +70,8 @@ def existing_outputs(paths: list[Path]) -> list[Path]:
     return [p for p in paths if os.path.lexists(p)]
 
 
-def decision_line(output: Path, existing: list[Path], skipped_images: int, overwrite: bool, why: str) -> str | None:
+def decision_line(output: Path, existing: list[Path], skipped_images: int, overwrite: bool,
+                  why: str | None) -> str | None:
     """What happens to the files already in ``output`` (None when there are none): kept and their images skipped,
     or replaced (``why``: the key that asked for it)."""
     if not existing:
