@@ -87,7 +87,9 @@ def evaluation_bar(restorer: Restorer, tiles: int, nfe: int, desc: str, enabled:
     if not enabled or total <= 1:
         yield
         return
-    with tqdm(total=total, desc=desc, unit="eval", leave=False, position=1, dynamic_ncols=True) as bar:
+    # every evaluation shown (a network forward dwarfs a line of text): the step and tile never lag behind
+    with tqdm(total=total, desc=desc, unit="eval", leave=False, position=1, dynamic_ncols=True, mininterval=0,
+              miniters=1) as bar:
         def count(module, args, output) -> None:
             done = bar.n
             bar.set_postfix_str(f"step {min(done // tiles + 1, nfe)}/{nfe}, tile {done % tiles + 1}/{tiles}",
