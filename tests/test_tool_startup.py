@@ -10,6 +10,9 @@ import sys
 import pytest
 
 import i2sb
+from i2sb import degrade
+from i2sb.cli import degrade as cli
+from i2sb.degrade.folder import FORMATS
 
 NO_TORCH = """
 import sys
@@ -24,12 +27,16 @@ print("heavy:", heavy)
 
 
 @pytest.mark.parametrize("module,main", [("i2sb.cli.evaluate", "run_eval"), ("i2sb.cli.download", "download_main"),
-                                         ("i2sb.cli.export", "export_main")])
+                                         ("i2sb.cli.export", "export_main"), ("i2sb.cli.degrade", "main")])
 def test_help_imports_no_torch(module, main):
     proc = subprocess.run([sys.executable, "-c", NO_TORCH.format(module=module, main=main)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "usage: " in proc.stdout and "heavy: []" in proc.stdout, proc.stdout[-300:]
+
+
+def test_degrades_names_are_the_registrys():
+    assert cli.TASKS == tuple(degrade.TASKS) and cli.FORMATS == tuple(FORMATS)
 
 
 def test_a_closed_pipe_ends_the_tool_quietly(tmp_path):

@@ -1,5 +1,6 @@
 """``i2sb-degrade``: degrade a folder of clean photos of any size as a task's training does
-(:func:`i2sb.degrade.folder.degrade_folder`)."""
+(:func:`i2sb.degrade.folder.degrade_folder`). The schema lives here, the work in :mod:`.degrade_job` (imported by
+the job: ``--help`` loads no torch)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..degrade import TASKS
-from ..degrade.folder import FORMATS, plan, run
-from .keyvalue import EXIT_USAGE, Tool, exit_with, run_tool
+from .keyvalue import Tool, exit_with, run_tool
 
 PROG = "i2sb-degrade"
+# i2sb.degrade.TASKS and i2sb.degrade.folder.FORMATS by name, so --help needs no torch (tests/test_tool_startup.py
+# keeps them equal)
+TASKS = ("jpeg", "jpeg5", "jpeg10", "jpeg_libjpeg", "sr4x_pool", "sr4x_bicubic", "blur_uni", "blur_gauss",
+         "blur_uni_conv", "blur_gauss_conv", "inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030",
+         "colorize")
+FORMATS = ("png", "npy")
 
 
 @dataclass
@@ -49,24 +54,15 @@ TOOL = Tool(
 )
 
 
-def _job(options: DegradeOptions) -> int:
-    try:
-        checked = plan(options.task, options.input, options.output, options.masks, options.seed, options.format,
-                       dict(options.params), options.crop)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return EXIT_USAGE
-    result = run(checked, log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
-    masks = f"; {len(result.masks)} mask(s) into {checked.masks} (i2sb-sample mask={checked.masks})" \
-        if checked.masks is not None else ""
-    print(f"{PROG}: wrote {len(result.written)} image(s) into {checked.output}{masks}; "
-          f"skipped {len(result.failures)}")
-    return 1 if result.failures else 0
+def _run(options: DegradeOptions) -> int:
+    from .degrade_job import run  # lazy: the work imports torch; --help and usage errors need not
+
+    return run(options)
 
 
 def main(argv: list[str] | None = None) -> None:
     """``i2sb-degrade task=NAME input=CLEAN output=DEGRADED [masks=DIR] [seed=0] [format=png] [params.K=V]``."""
-    exit_with(lambda: run_tool(TOOL, sys.argv[1:] if argv is None else argv, _job))
+    exit_with(lambda: run_tool(TOOL, sys.argv[1:] if argv is None else argv, _run))
 
 
 if __name__ == "__main__":
