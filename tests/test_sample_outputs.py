@@ -174,6 +174,21 @@ def test_large_photos_get_an_estimate_and_a_bar_over_tiles_and_steps(photos, cap
     assert "18/18" in err and "step 2/2, tile 9/9" in err and "step 1/2, tile 5/9" in err  # every tile, every step
 
 
+def test_the_bar_counts_tiles_when_a_network_call_takes_several(tmp_path, capsys):
+    """On GPUs several tiles go through the network per call (``tile_batch``): the bar still counts tiles."""
+    restorer = i2sb.load(write_run(tmp_path / "run"), device="cpu")
+    options = restorer.options(nfe=2, tile_batch=6)  # 3 tiles of a batch of 2 images per call
+    x1 = torch.rand(2, 3, 40, 37) * 2 - 1
+    calls = []
+    handle = restorer.denoiser.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    with progress.evaluation_bar(restorer, 9, 2, 2, "two photos", enabled=True):
+        restorer.restore(x1, options=options, generator=torch.Generator().manual_seed(0))
+    handle.remove()
+    err = capsys.readouterr().err
+    assert calls == [6] * 6  # 3 calls per step of 3 tiles x 2 images
+    assert "18/18" in err and "step 1/2, tile 3/9" in err and "step 2/2, tile 9/9" in err
+
+
 def test_the_estimate_counts_samples_and_says_only_the_count_without_tiles():
     restorer = i2sb.load(write_run(Path(tempfile.mkdtemp()) / "run"))
     options = restorer.options(nfe=10, tile=0)

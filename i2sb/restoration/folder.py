@@ -261,7 +261,7 @@ def restore_batch(job: Job, batch: list[Item], report: Report, estimates: Estima
         if job.traj_dir is not None:
             traj = Trajectory(log_steps(job.restorer, job.options, job.cfg.traj_frames))
         try:
-            with evaluation_bar(job.restorer, tiles, job.options.nfe, desc, job.cfg.progress):
+            with evaluation_bar(job.restorer, tiles, job.options.nfe, len(good), desc, job.cfg.progress):
                 out = job.restorer.restore(x1, mask=mask, generator=job.generators(good, k), callback=traj,
                                            options=job.options)
         except (RuntimeError, ValueError) as err:  # out of memory, values far outside [-1, 1]: these images fail

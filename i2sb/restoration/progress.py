@@ -1,10 +1,12 @@
 """Signs of life while large photos restore: a bar over the network evaluations of a batch (every tile at every
 step) and, before work, an estimate for photos over :data:`ESTIMATE_PIXELS`.
 
-A network evaluation is one forward of the denoiser on one tile of the batch; a photo of ``T`` tiles restored
-with ``nfe`` steps takes ``T x nfe`` of them (more with DDNM's time travel). The bar counts them with a forward
-hook on the restorer's denoiser, so it sees exactly what runs whatever the sampler. The estimate's speed comes
-from timing one evaluation on one tile (after one untimed warm-up call) on the device and precision of the run.
+A network evaluation is the denoiser on one tile of the batch; a photo of ``T`` tiles restored with ``nfe`` steps
+takes ``T x nfe`` of them (more with DDNM's time travel). The bar counts them with a forward hook on the restorer's
+denoiser (a call's batch says how many tiles it took: one per call on the CPU, several on GPUs), so it sees what
+runs whatever the sampler. The estimate's speed comes from timing one evaluation on one tile (after one untimed
+warm-up call) on the device and precision of the run; where tiles go through the network several at a time
+(GPUs) each costs less, so there the estimate is an upper bound.
 """
 
 from __future__ import annotations
@@ -80,9 +82,11 @@ class Estimates:
 
 
 @contextmanager
-def evaluation_bar(restorer: Restorer, tiles: int, nfe: int, desc: str, enabled: bool) -> Iterator[None]:
-    """While the block restores one batch: a second tqdm bar counting its network evaluations, its postfix
-    naming the step and the tile (``step 3/10, tile 12/48``). Nothing when disabled or for a single evaluation."""
+def evaluation_bar(restorer: Restorer, tiles: int, nfe: int, images: int, desc: str,
+                   enabled: bool) -> Iterator[None]:
+    """While the block restores one batch of ``images`` images: a second tqdm bar counting its tile evaluations
+    (a network call may take several tiles of the batch at once, as on GPUs), its postfix naming the step and the
+    tile (``step 3/10, tile 12/48``). Nothing when disabled or for a single evaluation."""
     total = tiles * nfe
     if not enabled or total <= 1:
         yield
@@ -91,10 +95,11 @@ def evaluation_bar(restorer: Restorer, tiles: int, nfe: int, desc: str, enabled:
     with tqdm(total=total, desc=desc, unit="eval", leave=False, position=1, dynamic_ncols=True, mininterval=0,
               miniters=1) as bar:
         def count(module, args, output) -> None:
-            done = bar.n
+            called = args[0].shape[0] // images if args and hasattr(args[0], "shape") else 1
+            done = bar.n + max(called, 1) - 1  # the last tile of this call
             bar.set_postfix_str(f"step {min(done // tiles + 1, nfe)}/{nfe}, tile {done % tiles + 1}/{tiles}",
                                 refresh=False)
-            bar.update(1)
+            bar.update(max(called, 1))
 
         handle = restorer.denoiser.register_forward_hook(count)
         try:
