@@ -13,7 +13,6 @@ all restore through it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Protocol
@@ -78,17 +77,19 @@ class Algorithm(Protocol):
         """Restore ``x1`` (B, 3, H, W) with ``model`` (the denoiser, possibly tiled) -> (B, 3, H, W)."""
 
 
-def check_range(x1: Tensor) -> None:
+def check_range(images: Tensor) -> None:
     """One-line ValueError for images that are not in [-1, 1] units (0..255 pixel values, NaN, inf); values up to
-    :data:`INPUT_LIMIT` in magnitude pass (degraded images may leave [-1, 1] a little)."""
-    if x1.numel() == 0:
+    :data:`INPUT_LIMIT` in magnitude pass (degraded images may leave [-1, 1] a little). Run on the images' own
+    device before they move: one value read back per restoration (none from the GPU for images on the CPU), more
+    only to word the error."""
+    if images.numel() == 0 or not bool((~torch.isfinite(images) | (images.abs() > INPUT_LIMIT)).any()):
         return
-    low, high = (v.item() for v in torch.aminmax(x1))
-    if not (math.isfinite(low) and math.isfinite(high)):
+    finite = images[torch.isfinite(images)]
+    if finite.numel() < images.numel():
         raise ValueError("images hold NaN or infinite values; expected values in [-1, 1]")
-    if low < -INPUT_LIMIT or high > INPUT_LIMIT:
-        hint = ": 8-bit pixel values? use x / 127.5 - 1" if low >= 0 and high <= 255 else ""
-        raise ValueError(f"images must be in [-1, 1], got values in [{low:g}, {high:g}]{hint}")
+    low, high = finite.min().item(), finite.max().item()
+    hint = ": 8-bit pixel values? use x / 127.5 - 1" if low >= 0 and high <= 255 else ""
+    raise ValueError(f"images must be in [-1, 1], got values in [{low:g}, {high:g}]{hint}")
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -242,8 +243,8 @@ class Restorer:
             raise ValueError(f"images must be a floating tensor (B, 3, H, W) in [-1, 1], got {shape}")
         # contiguous: a view (e.g. load_image(...)[None], HWC strides) must give the bits of its copy, as
         # i2sb-sample's stacked batches do (CPU kernels, fp32 and bf16 alike, round differently per memory layout)
+        check_range(images)
         x1 = images.to(device=self.device, dtype=torch.float32).contiguous()
-        check_range(x1)
         if mask is None:
             return x1, None
         batch, _, height, width = x1.shape
