@@ -13,7 +13,7 @@ from skimage.metrics import structural_similarity
 
 from i2sb.cli import run_eval as main
 from i2sb.evaluation import folders as evaluate
-from i2sb.evaluation import metrics, perceptual, report
+from i2sb.evaluation import metrics, perceptual, report, swd
 from i2sb.evaluation.folders import EvaluationWarning, evaluate_folders
 
 H, W = 24, 32
@@ -319,6 +319,28 @@ def test_samples_pair_with_their_reference_and_are_averaged_per_sample_and_per_i
     assert "*_image_mean" in result["definitions"]
 
 
+def test_swd_compares_the_paired_restorations_with_their_references_as_sets(folders):
+    restored, reference = folders
+    result = evaluate_folders(restored, reference, fid=False, lpips=False)
+    expected = swd.swd(_batch(restored), _batch(reference))  # the same images as two tensors, same settings
+    assert result["swd"] == pytest.approx(expected.mean, rel=1e-5) and result["swd"] > 0
+    assert len(result["swd_levels"]) == 1
+    assert result["swd_settings"]["levels"] == 1 and result["swd_settings"]["seed"] == 0
+    assert "swd" in result["definitions"]
+    same = evaluate_folders(reference, reference, fid=False, lpips=False)
+    assert same["swd"] == 0.0 and same["psnr"] == np.inf  # identical sets
+    reseeded = evaluate_folders(restored, reference, fid=False, lpips=False, swd_seed=1)
+    assert reseeded["swd"] != result["swd"] and reseeded["swd"] == pytest.approx(result["swd"], rel=0.2)
+
+
+def test_swd_counts_each_reference_once_however_many_samples_it_has(sampled):
+    restored, reference, _ = sampled  # 6 samples of 3 references
+    with pytest.warns(EvaluationWarning):
+        samples = evaluate_folders(restored, reference, fid=False, lpips=False)
+    counts = samples["swd_settings"]["descriptors"][0]
+    assert counts[0] == 2 * counts[1] and samples["swd"] > 0
+
+
 def test_an_exact_name_match_wins_over_a_sample_suffix(sampled):
     restored, reference, expected = sampled
     _save(reference / "b_s1.png", np.asarray(Image.open(restored / "b_s1.png")))  # a reference named b_s1
@@ -426,6 +448,8 @@ def test_cli_writes_table_and_json(folders, tmp_path, monkeypatch, capsys):
     assert "sub/c" in out and "PSNR [dB]  inf" in out and "note: FID skipped" in out
     assert f"metrics written to {restored.parent / 'restored_metrics.json'}" in out
     data = json.loads((restored.parent / "restored_metrics.json").read_text())
+    assert re.search(r"SWD x1e3   \d+\.\d\d  \(levels fine..coarse \d+\.\d; 7x7 Laplacian-pyramid patches", out)
+    assert data["swd"] > 0 and data["swd_settings"]["projections"] == 128
     assert data["psnr"] == "inf" and data["num_pairs"] == 6 and data["fid"] is None
     assert {r["name"] for r in data["per_image"]} == set(NAMES)
     rows = {r["name"]: r for r in data["per_image"]}

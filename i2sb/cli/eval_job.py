@@ -40,7 +40,7 @@ def _evaluate(options: EvalOptions) -> dict:
             options.restored, options.reference, fid_ref=options.fid_ref, labels=options.labels,
             inception=options.inception, resnet=options.resnet, fid=options.fid, lpips=options.lpips,
             lpips_net=options.lpips_net, lpips_weights=options.lpips_weights, device=options.device,
-            batch_size=options.batch_size,
+            batch_size=options.batch_size, swd_seed=options.swd_seed,
         )  # fmt: skip
 
 

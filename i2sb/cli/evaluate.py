@@ -60,6 +60,8 @@ class EvalOptions:
         "help": f"list every image in the table (default: only when there are at most {MAX_TABLE_ROWS})"})
     device: str = field(default="auto", metadata={"help": f"{FORMS}; auto: cuda, then mps, then cpu"})
     batch_size: int = field(default=32, metadata={"help": "images per network batch"})
+    swd_seed: int = field(default=0, metadata={
+        "help": "seed of SWD's patch positions and projections (SWD is always computed for the pairs)"})
 
 
 def _weights_note(spec: WeightsSpec) -> str:
@@ -70,7 +72,7 @@ def _weights_note(spec: WeightsSpec) -> str:
 TOOL = Tool(
     PROG,
     EvalOptions,
-    "PSNR/SSIM/LPIPS against REFERENCE, FID (clean-fid legacy_pytorch), ResNet-50 top-1 accuracy: a table on "
+    "PSNR/SSIM/LPIPS/SWD against REFERENCE, FID (clean-fid legacy_pytorch), ResNet-50 top-1 accuracy: a table on "
     f"stdout and RESTORED{DEFAULT_JSON_SUFFIX} beside the folder. Missing folders, unreadable files and pairs of "
     "different sizes exit 1 (the rest still scored), usage errors 2.",
     f"{PROG} restored=restored/ reference=clean/ fid=false lpips_weights=alexnet-owt-7be5be79.pth",

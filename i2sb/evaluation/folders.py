@@ -6,6 +6,7 @@ reference is named ``a/x_sK`` (:mod:`.pairing`). Images are read with PIL and co
 clean-fid reads them; hidden files are skipped. PSNR and SSIM are computed per pair on the [0, 255] RGB
 values (see :mod:`.metrics`), LPIPS on the same 8-bit values mapped to [-1, 1] (:mod:`.perceptual`);
 they are averaged over the pairs, per sample index and per reference image (:func:`.pairing.summarize`).
+SWD (:mod:`.swd`) is one number for the whole set: the paired restorations against their references.
 FID compares every readable restored image with the FID reference: ``fid_ref`` (an image folder, or an
 ``.npz`` with ``mu``/``sigma``) or else the reference folder. Accuracy is the classifier's top-1 accuracy
 on the restored images that have a label (a sample ``x_sK`` takes the label of ``x``).
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from ..utils.device import resolve_device
 from ..utils.images import read_uint8, require_listing
-from . import metrics, pairing, perceptual
+from . import metrics, pairing, perceptual, swd
 from .labels import label_lookup, read_labels  # noqa: F401  (re-exported: their historical home)
 from .pairing import image_key
 
@@ -95,6 +96,7 @@ class Scan:
     unreadable: list[str] = field(default_factory=list)
     size_mismatch: list[str] = field(default_factory=list)  # restored images whose reference has another size
     too_small_for_lpips: int = 0  # pairs smaller than the LPIPS backbone accepts
+    swd_sets: swd.PairedSets | None = None  # the paired images' patches, for one SWD of the whole set
 
     def read(self, path: Path) -> np.ndarray | None:
         """:func:`read_image`, recording the files it cannot read (and not trying them twice)."""
@@ -154,6 +156,8 @@ def _pair_scores(paired: list[Item], device: torch.device, perceptual_metric, sc
     y = to_tensor([it.reference for it in paired], device, dtype)
     psnr, ssim = metrics.psnr(x, y, 255.0).tolist(), metrics.ssim(x, y, 255.0).tolist()
     scores = [{"psnr": p, "ssim": s} for p, s in zip(psnr, ssim)]
+    if scan.swd_sets is not None:
+        scan.swd_sets.add(x.float(), y.float(), [it.ref_key for it in paired])
     if perceptual_metric is not None and perceptual_metric.fits(*x.shape[-2:]):
         distances = perceptual_metric(x.float() / 127.5 - 1, y.float() / 127.5 - 1).tolist()
         for score, distance in zip(scores, distances):
@@ -288,6 +292,7 @@ def evaluate_folders(
     lpips_weights: str | Path | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 32,
+    swd_seed: int = 0,
 ) -> dict:
     """Metrics of the images in ``restored`` (see the module docstring) as a JSON-ready dict.
 
@@ -296,7 +301,9 @@ def evaluate_folders(
     locations (:func:`.metrics.find_weights`), or skipped with a note naming the file to get. LPIPS
     (``lpips=True``, with a reference folder) runs on ``lpips_net`` ("alex" or "vgg") whose torchvision
     backbone state_dict is read from ``lpips_weights`` or the default locations; without that file or the
-    ``lpips`` package it is skipped with a note. ``device``: auto (cuda, then mps, then cpu) | cpu | cuda[:N] | mps.
+    ``lpips`` package it is skipped with a note. SWD (:mod:`.swd`, no weights) compares the paired restorations
+    with their references as two sets, patches drawn with ``swd_seed``. ``device``: auto (cuda, then mps, then
+    cpu) | cpu | cuda[:N] | mps.
     """
     notes: list[str] = []
     restored_files = list_images(restored, notes)
@@ -318,7 +325,7 @@ def evaluate_folders(
         classifier = _load_or_note(metrics.RESNET50_WEIGHTS, resnet, metrics.load_resnet50, device, notes, "accuracy")
 
     extractor = feature_extractor if fid_source is not None else None
-    scan = Scan()
+    scan = Scan(swd_sets=swd.sets_for_files([restored_files[k] for k in pairs], pairs, swd_seed, notes))
     items = read_items(restored_files, scan, reference_files, lookup, pairs)
     classifier = classifier if lookup is not None else None
     scan_folder(items, batch_size, device, scan, extractor=extractor, classifier=classifier,
@@ -348,6 +355,7 @@ def evaluate_folders(
         "ssim": _mean(scan.rows, "ssim"),
         "lpips": _mean(scan.rows, "lpips"),
         "lpips_net": None if perceptual_metric is None else lpips_net,
+        **swd.PairedSets.summary(scan.swd_sets),
         **pairing.summarize(scan.rows, scored),
         "fid": fid_value,
         "accuracy": _mean(labeled, "correct"),

@@ -28,6 +28,9 @@ SAMPLE_NAME = re.compile(r"(.+)_s(\d+)")  # NAME_sK, as i2sb.restoration.folder.
 
 DEFINITIONS = {  # what each summary number is; copied into the JSON
     "psnr, ssim, lpips": "mean over all (restored, reference) pairs",
+    "swd": "sliced Wasserstein distance x 1e3 of 7x7 Laplacian-pyramid patches (Karras et al. 2018) between the "
+           "set of paired restorations and the set of their references, mean over levels; lower = local "
+           "statistics closer to the references; swd_levels: per level, 0 = finest",
     "*_per_sample": "{K: mean over the reference images that have a restoration NAME_sK}",
     "*_image_mean": "mean over reference images of the mean over that image's restorations (samples)",
     "num_reference_images": "reference images with at least one paired restoration",

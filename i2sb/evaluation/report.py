@@ -58,6 +58,17 @@ def _problems_text(result: dict) -> str:
     return "".join(f", {p}" for p in parts)
 
 
+def _swd_text(result: dict) -> str:
+    """SWD's levels and sampling, in brackets after the value."""
+    if result.get("swd") is None:
+        return ""
+    about = result["swd_settings"]
+    levels = " / ".join(f"{v:.1f}" for v in result["swd_levels"])
+    return (f"  (levels fine..coarse {levels}; 7x7 Laplacian-pyramid patches, {about['patches_per_image_used']} per "
+            f"image and level, {about['repeats'] * about['projections']} projections, seed {about['seed']}; "
+            f"lower = closer to the references' local statistics)")
+
+
 def format_table(result: dict, per_image: bool = False) -> str:
     """A readable table: one row per image when there are few (or ``per_image``), then the summary."""
     lines = _image_rows(result["per_image"]) if per_image or result["num_images"] <= MAX_TABLE_ROWS else []
@@ -71,6 +82,7 @@ def format_table(result: dict, per_image: bool = False) -> str:
         f"PSNR [dB]  {_fmt(result['psnr'], '.3f')}{over}",
         f"SSIM       {_fmt(result['ssim'], '.4f')}{over}",
         f"LPIPS      {_fmt(result.get('lpips'), '.4f')}{over}{net}",
+        f"SWD x1e3   {_fmt(result.get('swd'), '.2f')}{_swd_text(result)}",
         f"FID        {_fmt(result['fid'], '.3f')}{fid_ref}",
         f"accuracy   {_fmt(result['accuracy'], '.4f')}{acc_n}",
     ]
