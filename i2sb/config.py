@@ -106,6 +106,7 @@ class TrainerConfig:
     eval_every: int = 1000  # validation PSNR + image grid
     log_every: int = 10
     eval_nfe: int = 10
+    eval_nfes: list[int] = field(default_factory=lambda: [1, 2, 5])  # validated besides eval_nfe (PSNR and SWD)
     eval_batch: int = 8
     t_power: float = 1.0  # training steps t = N u^(1/t_power), u ~ U(0, 1); 1: uniform (Algorithm 1, the authors')
     max_bad_steps: int = 5  # stop after this many consecutive non-finite losses
@@ -197,6 +198,10 @@ def _check_values(cfg: TrainConfig) -> None:
     check_task_params(cfg.task)
     if not 1 <= t.eval_nfe < cfg.task.n_steps:
         raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, got {t.eval_nfe}")
+    for nfe in t.eval_nfes:
+        if not 1 <= nfe < cfg.task.n_steps:
+            raise ConfigError(f"config key 'trainer.eval_nfes': every NFE must be in 1..{cfg.task.n_steps - 1}, "
+                              f"got {nfe}")
 
 
 def _check_crop(data: DataConfig) -> None:
@@ -287,7 +292,8 @@ class SampleConfig:
     input: str = MISSING  # folder (or one file) of degraded images
     output: str = MISSING  # folder for the restored PNGs (must not be inside input)
     mask: Optional[str] = None  # inpainting masks, same relative names as input, white = hole
-    nfe: Optional[int] = None  # null: the checkpoint's trainer.eval_nfe, else 10
+    nfe: Optional[int] = None  # null: the model's best NFE for prefer (its validation record), else trainer.eval_nfe
+    prefer: str = "fidelity"  # with nfe=null: fidelity (best validation PSNR) | realism (lowest validation SWD)
     ot_ode: Optional[bool] = None  # null: the checkpoint's task.ot_ode
     sampler: str = "ddpm"  # ddpm | implicit (SDE models) | heun | multistep (OT-ODE models), see i2sb.samplers
     eta: Optional[float] = None  # implicit sampler's stochasticity in [0, 1]; null: 0 (1 = ddpm)
@@ -331,6 +337,7 @@ def check_values(cfg: SampleConfig) -> None:
     """Range checks that need no checkpoint (``nfe``'s upper bound is checked once it is loaded)."""
     from .core.precision import PRECISIONS  # lazy: the schemas stay torch-free
     from .core.samplers import SAMPLERS  # lazy: the schemas stay torch-free
+    from .evaluation.record import PREFERENCES  # lazy: the schemas stay torch-free
     for key in _POSITIVE:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
@@ -344,6 +351,8 @@ def check_values(cfg: SampleConfig) -> None:
             f"config key 'traj_format': must be one of {', '.join(TRAJ_FORMATS)}, got '{cfg.traj_format}'")
     if cfg.sampler not in SAMPLERS:
         raise ConfigError(f"config key 'sampler': must be one of {', '.join(SAMPLERS)}, got '{cfg.sampler}'")
+    if cfg.prefer not in PREFERENCES:
+        raise ConfigError(f"config key 'prefer': must be one of {', '.join(PREFERENCES)}, got '{cfg.prefer}'")
     if cfg.eta is not None and not 0.0 <= cfg.eta <= 1.0:
         raise ConfigError(f"config key 'eta': must be in [0, 1], got {cfg.eta}")
     check_outputs(cfg)

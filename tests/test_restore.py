@@ -245,9 +245,13 @@ def test_run_directory_written_by_training(tmp_path, capsys):
     code, out, err = run_cli(capsys, f"ckpt={tmp_path / 'run'}", f"input={tmp_path / 'in'}",
                              f"output={tmp_path / 'out'}")
     assert code == 0, err
-    assert "nfe=3" in out  # the checkpoint's trainer.eval_nfe is the default
+    restorer = i2sb.load(tmp_path / "run")  # its validation tried NFE 1, 2, 5 and eval_nfe 3
+    assert [s.nfe for s in restorer.validation.scores] == [1, 2, 3, 5] and restorer.fallback_nfe == 3
+    best = max(restorer.validation.scores, key=lambda s: s.psnr)
+    assert restorer.default_nfe == best.nfe or abs(best.psnr - restorer.validation.scores[0].psnr) < 0.01
+    assert f"nfe={restorer.default_nfe}: highest PSNR in the model's validation (step 1, 2 images: NFE 1 " in out
     pixels = torch.from_numpy(rgb(tmp_path / "in" / "a.png").copy()).permute(2, 0, 1)[None].float()
-    restored = i2sb.load(tmp_path / "run").restore(pixels / 127.5 - 1, nfe=3)
+    restored = restorer.restore(pixels / 127.5 - 1)  # the default NFE, as i2sb-sample chose it
     expected = ((restored[0].permute(1, 2, 0) + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
     np.testing.assert_array_equal(rgb(tmp_path / "out" / "a.png"), expected)
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from ..evaluation.record import ValidationRecord
 from ..utils.files import fix_mode
 from ..utils.torchfile import load_torch
 from .authors import OPTIONS, read_options
@@ -84,17 +85,28 @@ def model_card(spec: NetworkSpec, info: dict[str, Any], name: str) -> str:
               f"| training steps | {info.get('steps', 'unknown')} |",
               f"| data | {_plain(info.get('data'))} |",
               f"| optimisation | {_plain(info.get('trainer'))} |",
-              f"| default NFE | {spec.default_nfe} |"]
+              f"| default NFE | {_default_nfe(spec)} |"]
     if validation:
         lines.append(f"| validation (step {validation.get('step')}) | " + ", ".join(
             f"{k} {v:.2f}" for k, v in validation.items() if k != "step" and isinstance(v, (int, float))) + " |")
     lines += ["", "## Restore images", "", "i2sb is installed from its source (it is not on PyPI): in a copy of the "
               "i2sb repository, `pip install -e .` (after a torch build for your machine).", "", "```bash",
-              f"i2sb-sample ckpt=PATH/TO/THIS/FOLDER input=degraded/ output=restored/ nfe={spec.default_nfe}",
+              "i2sb-sample ckpt=PATH/TO/THIS/FOLDER input=degraded/ output=restored/   # [nfe=N] [prefer=realism]",
               "```", "", "```python", "import i2sb", "restorer = i2sb.load(\"PATH/TO/THIS/FOLDER\")",
               "restored = restorer.restore(x1)  # x1: (B, 3, H, W) in [-1, 1]", "```", "",
               "`model.safetensors` holds the weights (no pickle); `config.json` the network, the bridge and the task."]
     return "\n".join(lines) + "\n"
+
+
+def _default_nfe(spec: NetworkSpec) -> str:
+    """The NFE ``i2sb-sample`` picks without ``nfe=``, and why (the validation record's choices)."""
+    record = ValidationRecord.from_dict(spec.validation) if spec.validation else None
+    fidelity = record.best("fidelity") if record is not None else None
+    if fidelity is None:
+        return str(spec.default_nfe)
+    realism = record.best("realism")
+    other = f"; `prefer=realism`: NFE {realism.nfe}, lowest SWD" if realism is not None else ""
+    return f"{fidelity.nfe} (best validation PSNR{other})"
 
 
 def _parameters(spec: NetworkSpec) -> int:
@@ -128,7 +140,8 @@ def export_model(ckpt: str | Path, output: str | Path, use_ema: bool = True,
     spec = network_spec(ckpt, use_ema, model_overrides)
     config = {"format": FORMAT, "version": VERSION, "method": spec.method, "image_size": spec.image_size,
               "default_nfe": spec.default_nfe, "task": asdict(spec.task), "network": _jsonable(spec.unet_kwargs),
-              "weights": "ema" if use_ema else "raw", "source": source_name(source.resolve())}
+              "weights": "ema" if use_ema else "raw", "source": source_name(source.resolve()),
+              "validation": spec.validation}
     card = model_card(spec, _training_info(source), output.name)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))

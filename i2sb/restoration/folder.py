@@ -307,9 +307,14 @@ def load_restorer(cfg: SampleConfig) -> Restorer:
 
 
 def sampling_options(cfg: SampleConfig, restorer: Restorer) -> SamplingOptions:
-    """The config's sampling keys resolved and checked against the model, once; errors name the key."""
+    """The config's sampling keys resolved and checked against the model, once; errors name the key. Without
+    ``nfe``, the model's choice for ``prefer`` (:meth:`Restorer.choose_nfe`), said in one line."""
+    nfe = cfg.nfe
+    if nfe is None:
+        nfe, why = restorer.choose_nfe(cfg.prefer)
+        print(f"{PROG}: nfe={nfe}: {why}", flush=True)
     try:
-        return restorer.options(nfe=cfg.nfe, sampler=cfg.sampler, eta=cfg.eta, ot_ode=cfg.ot_ode,
+        return restorer.options(nfe=nfe, sampler=cfg.sampler, eta=cfg.eta, ot_ode=cfg.ot_ode,
                                 clip_denoise=cfg.clip_denoise, precision=cfg.precision, tile=cfg.tile,
                                 tile_overlap=cfg.tile_overlap)
     except OptionError as err:

@@ -43,11 +43,11 @@ ALGORITHMS: dict[str, Callable[[TaskConfig, DDNMOptions], Algorithm]] = {
 
 
 def restorer_for(method: str, denoiser: nn.Module, task: TaskConfig, image_size: int, default_nfe: int = 10,
-                 ddnm: DDNMOptions = DDNMOptions()) -> Restorer:
+                 ddnm: DDNMOptions = DDNMOptions(), validation: dict[str, Any] | None = None) -> Restorer:
     """The :class:`Restorer` of a network trained with ``method`` (already wrapped in its denoiser)."""
     if method not in ALGORITHMS:
         raise ValueError(f"no restoration for method={method} (known: {', '.join(ALGORITHMS)})")
-    return Restorer(denoiser, ALGORITHMS[method](task, ddnm), task, image_size, default_nfe)
+    return Restorer(denoiser, ALGORITHMS[method](task, ddnm), task, image_size, default_nfe, validation)
 
 
 def denoiser_from_spec(spec: NetworkSpec, device: torch.device, source: str) -> nn.Module:
@@ -68,7 +68,7 @@ def restorer_from_spec(spec: NetworkSpec, device: torch.device, source: str,
     """Build the network of ``spec`` on ``device`` in its method's denoiser, and its restorer."""
     denoiser = denoiser_from_spec(spec, device, source)
     try:
-        return restorer_for(spec.method, denoiser, spec.task, spec.image_size, spec.default_nfe, ddnm)
+        return restorer_for(spec.method, denoiser, spec.task, spec.image_size, spec.default_nfe, ddnm, spec.validation)
     except ValueError as err:
         if spec.method != "ddpm":
             raise
@@ -106,6 +106,6 @@ def load_ddnm(prior: str | Path, task: TaskConfig | str | None = None, device: t
         task = replace(spec.task, name=task, degradation=task, params=dict(task_params or {}))
     elif task is not None:
         task = replace(spec.task, name=task.name, degradation=task.degradation, params=dict(task.params))
-    spec = replace(spec, task=task or spec.task)
+    spec = replace(spec, task=task or spec.task, validation=spec.validation if task is None else None)  # its task's
     options = DDNMOptions(eta, sigma_y, travel_length, travel_repeat)
     return restorer_from_spec(spec, device, str(prior), options)

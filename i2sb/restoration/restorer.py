@@ -24,6 +24,7 @@ from ..config import TaskConfig
 from ..core.noise import Generators
 from ..core.precision import PRECISIONS
 from ..core.types import StepCallback
+from ..evaluation.record import ValidationRecord
 from .tiling import TiledDenoiser, cropped_callback, pad_to_multiple, tile_starts
 
 # Inputs are x1 in [-1, 1]; degraded images may leave it a little (the paper's DDRM JPEG spans about -1.9..1.7,
@@ -104,17 +105,34 @@ class Restorer:
 
     Attributes: ``denoiser`` (eval mode; ``denoiser.net`` is the U-Net), ``algorithm`` (:class:`Algorithm`),
     ``task`` (:class:`~i2sb.config.TaskConfig`), ``image_size`` (training size, the default tile),
-    ``default_nfe``, ``device``, ``down_factor``.
+    ``validation`` (the model's :class:`~i2sb.evaluation.record.ValidationRecord`, PSNR and SWD per NFE its
+    training validation tried, or None), ``default_nfe`` (the NFE of the best validation PSNR, else
+    ``fallback_nfe``: the checkpoint's ``trainer.eval_nfe``), ``device``, ``down_factor``.
     """
 
     def __init__(self, denoiser: nn.Module, algorithm: Algorithm, task: TaskConfig, image_size: int,
-                 default_nfe: int = 10):
+                 default_nfe: int = 10, validation: ValidationRecord | dict | None = None):
         self.denoiser, self.algorithm, self.task = denoiser, algorithm, task
-        self.image_size, self.default_nfe = int(image_size), int(default_nfe)
+        self.image_size, self.fallback_nfe = int(image_size), int(default_nfe)
+        self.validation = ValidationRecord.from_dict(validation) if isinstance(validation, dict) else validation
+        self.default_nfe = self.nfe_for("fidelity")
 
     def __repr__(self) -> str:
         return (f"Restorer({self.algorithm.name}, task={self.task.name!r}, image_size={self.image_size}, "
                 f"device={self.device})")
+
+    def choose_nfe(self, prefer: str = "fidelity") -> tuple[int, str]:
+        """``(nfe, why)``: the NFE ``prefer`` (``fidelity``: best PSNR, ``realism``: lowest SWD) picks from the
+        validation record, or ``fallback_nfe`` without one; ``why`` says which, in one line."""
+        best = self.validation.best(prefer) if self.validation is not None else None
+        if best is None or best.nfe > self.algorithm.max_nfe:
+            missing = "no validation record" if self.validation is None else f"no {prefer} scores in its record"
+            return self.fallback_nfe, f"the checkpoint's default (its trainer.eval_nfe; {missing})"
+        return best.nfe, self.validation.reason(prefer)
+
+    def nfe_for(self, prefer: str = "fidelity") -> int:
+        """The NFE :meth:`choose_nfe` picks for ``prefer``."""
+        return self.choose_nfe(prefer)[0]
 
     @property
     def device(self) -> torch.device:

@@ -18,8 +18,10 @@ class NetworkSpec:
     """Everything needed to rebuild a trained network for restoration.
 
     ``unet_kwargs``: :class:`~i2sb.nets.unet.UNet` arguments; ``weights``: its state_dict; ``task``: the bridge
-    and degradation it was trained for; ``image_size``: the training size (default tile); ``default_nfe``;
-    ``method``: the training method (``i2sb`` | ``palette`` | ``ddpm``), which decides how it restores.
+    and degradation it was trained for; ``image_size``: the training size (default tile); ``default_nfe``: the
+    checkpoint's setting (``trainer.eval_nfe``); ``method``: the training method (``i2sb`` | ``palette`` | ``ddpm``),
+    which decides how it restores; ``validation``: the record of its training validation (PSNR, SWD per NFE;
+    :mod:`i2sb.evaluation.record`), None for checkpoints without one.
     """
 
     unet_kwargs: dict[str, Any]
@@ -28,6 +30,7 @@ class NetworkSpec:
     image_size: int
     default_nfe: int = 10
     method: str = "i2sb"
+    validation: dict[str, Any] | None = None
 
 
 ALIGNMENT = 64  # bytes; what torch's allocator and its checkpoint files give every tensor

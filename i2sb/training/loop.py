@@ -135,6 +135,7 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop: StopSignals,
             last_log, last_time = trainer.step, time.perf_counter()
         if validator is not None and (trainer.step % t.eval_every == 0 or trainer.step == t.max_steps):
             values = validator.run(trainer.step, writer)
+            trainer.validation = validator.record  # saved with the checkpoint: i2sb-sample's default NFE
             _write_line(bar, validation_line(trainer.step, t.eval_nfe, values))
             summary.update(values)
         saved = trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps

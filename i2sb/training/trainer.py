@@ -123,6 +123,7 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(list(self.unet.parameters()), cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.trainer.precision == "fp16")
         self.step = 0
+        self.validation: dict[str, Any] = {}  # the last validation's record (i2sb.evaluation.record)
         self.bad_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.bad_run = torch.zeros((), dtype=torch.long, device=self.device)
         self.ddp = wrap_ddp(self.denoiser, self.device, cfg.trainer.ddp_broadcast_buffers,
@@ -196,6 +197,7 @@ class Trainer:
             "grad_scaler": self.scaler.state_dict(),
             "rng": {"torch": torch.get_rng_state()},  # see load_state_dict: no CUDA states
             "stats": {"bad_steps": int(self.bad_total)},
+            "validation": self.validation,
             "config": to_container(self.cfg),
         }
 
@@ -208,6 +210,7 @@ class Trainer:
         self.scaler.load_state_dict(state["grad_scaler"])
         torch.set_rng_state(state["rng"]["torch"])  # device-independent; older checkpoints' "cuda" list is ignored
         self.step = int(state["step"])
+        self.validation = dict(state.get("validation") or {})
         self.bad_total.fill_(int(state.get("stats", {}).get("bad_steps", 0)))
 
     def save(self, keep: bool = False) -> None:
