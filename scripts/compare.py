@@ -1,4 +1,4 @@
-"""Rerun the I2SB paper's Figure 8 in small: PSNR and SSIM against NFE for I2SB, Palette and DDNM.
+"""Rerun the I2SB paper's Figure 8 in small: PSNR, SSIM and SWD against NFE for I2SB, Palette and DDNM.
 
 All three use the same U-Net configuration, task, data, optimiser, batch and number of training steps
 (``trainer=cpu``; its skewed training steps, ``t_power``, were measured for the bridge only, so the baselines
@@ -11,8 +11,12 @@ draw theirs uniformly, as their papers):
 
 For every NFE in ``--nfe`` (default 1 2 5 10 50 100) each method restores the same held-out degraded images
 with the same seed; the script writes ``results.csv``, ``results.md`` (a table, also printed),
-``figure8.png`` (PSNR and SSIM against NFE on a log axis, the degraded input as a dashed line) and
+``figure8.png`` (PSNR, SSIM and SWD against NFE on a log axis, the degraded input as a dashed line) and
 ``samples_nfe{N}.png`` (rows: images; columns: degraded | I2SB | Palette | DDNM | clean) into ``--out``.
+Distortion (PSNR, SSIM) beside perception: SWD (x1e3, 7x7 Laplacian-pyramid patches, no weights,
+:mod:`i2sb.evaluation.swd`; lower = local statistics closer to the clean images) for every row, LPIPS with
+``--lpips-weights`` (torchvision's AlexNet file) and FID with ``--inception`` (clean-fid's Inception file; on
+a few images FID is biased and only comparable at equal N).
 
     .venv/bin/python scripts/compare.py                        # demo photos, sr4x_pool, ~17 min on 2 CPU cores
     .venv/bin/python scripts/compare.py --task inpaint_center --steps 3000 --device cuda
@@ -43,7 +47,9 @@ from torchvision.utils import make_grid
 from i2sb import degrade
 from i2sb.cli import compose
 from i2sb.data import build_dataset
+from i2sb.evaluation import metrics, perceptual
 from i2sb.evaluation.metrics import psnr, ssim
+from i2sb.evaluation.swd import PatchSet, patch_sets, swd_between
 from i2sb.restoration import Restorer, load, load_ddnm
 from i2sb.train import train
 from i2sb.utils.images import save_image
@@ -62,13 +68,44 @@ DEFAULT_NETWORK = ("model.model_channels=32", "model.num_res_blocks=1")  # on to
 
 @dataclass
 class Row:
-    """Mean metrics of one method at one NFE over the validation images."""
+    """Mean metrics of one method at one NFE over the validation images (SWD, LPIPS, FID: of the set)."""
 
     method: str
     nfe: int
     psnr: float
     ssim: float
     seconds: float
+    swd: float | None = None
+    lpips: float | None = None
+    fid: float | None = None
+
+
+class Scorer:
+    """PSNR, SSIM, SWD (and LPIPS / FID when their weights are given) of restorations against the clean batch
+    ``x0`` (B, 3, H, W) in [-1, 1]; the clean batch's SWD patches and Inception features are computed once."""
+
+    def __init__(self, x0: torch.Tensor, lpips_weights: Path | None = None, inception: Path | None = None):
+        self.x0 = x0
+        self.clean = patch_sets(len(x0), *x0.shape[-2:], count=1)[0]
+        self.clean.add(x0)
+        self.lpips = perceptual.load_lpips("alex", lpips_weights) if lpips_weights else None
+        self.inception = metrics.load_inception(inception) if inception else None
+        self.clean_features = self.features(x0) if self.inception is not None else None
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inception((images.clamp(-1, 1) + 1) * 127.5)
+
+    def __call__(self, restored: torch.Tensor) -> dict[str, float | None]:
+        restored = restored.clamp(-1, 1)
+        patches = PatchSet(self.clean.levels, self.clean.per_image, self.clean.settings)
+        patches.add(restored)
+        scores = {"psnr": float(psnr(restored, self.x0).mean()), "ssim": float(ssim(restored, self.x0).mean()),
+                  "swd": swd_between(patches, self.clean).mean, "lpips": None, "fid": None}
+        if self.lpips is not None and self.lpips.fits(*restored.shape[-2:]):
+            scores["lpips"] = float(self.lpips(restored, self.x0).mean())
+        if self.inception is not None:
+            scores["fid"] = metrics.fid_from_features(self.features(restored), self.clean_features)
+        return scores
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -90,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/compare"))
+    p.add_argument("--lpips-weights", type=Path, help="torchvision's alexnet-owt-7be5be79.pth: adds LPIPS")
+    p.add_argument("--inception", type=Path, help="clean-fid's pt_inception-2015-12-05-6726825d.pth: adds FID")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny network, 16 px, 2 steps, nfe 1 2, 2 images")
     p.add_argument("overrides", nargs="*", help="extra i2sb-train key=value overrides for every run")
     args = p.parse_args(argv)
@@ -153,14 +192,8 @@ def validation_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tens
     return x0, x1, mask
 
 
-def score(restored: torch.Tensor, x0: torch.Tensor) -> tuple[float, float]:
-    """Mean PSNR and SSIM (dB, [-1, 1] images clamped first)."""
-    restored = restored.clamp(-1, 1)
-    return float(psnr(restored, x0).mean()), float(ssim(restored, x0).mean())
-
-
 def sweep(method: str, restorer: Restorer, batch: tuple, nfes: list[int], seed: int,
-          keep: dict[tuple[str, int], torch.Tensor]) -> list[Row]:
+          keep: dict[tuple[str, int], torch.Tensor], score: Scorer) -> list[Row]:
     """Restore the batch at every NFE with the same seed; ``keep`` collects the restorations."""
     x0, x1, mask = batch
     rows = []
@@ -169,10 +202,11 @@ def sweep(method: str, restorer: Restorer, batch: tuple, nfes: list[int], seed: 
         generator = torch.Generator(device=restorer.device).manual_seed(seed)
         out = restorer.restore(x1, nfe=nfe, mask=mask, generator=generator, precision="fp32",  # exact comparisons
                                **SAMPLING[method]).cpu()
+        seconds = time.perf_counter() - start
         keep[(method, nfe)] = out.clamp(-1, 1)
-        rows.append(Row(method, nfe, *score(out, x0), time.perf_counter() - start))
+        rows.append(Row(method, nfe, seconds=seconds, **score(out)))
         print(f"[compare] {LABELS[method]:8s} nfe={nfe:4d}  PSNR {rows[-1].psnr:6.2f}  SSIM {rows[-1].ssim:.4f}  "
-              f"({rows[-1].seconds:.1f} s)", flush=True)
+              f"SWD {rows[-1].swd:6.1f}  ({seconds:.1f} s)", flush=True)
     return rows
 
 
@@ -186,37 +220,57 @@ def usable_methods(args: argparse.Namespace) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- outputs
+OPTIONAL = ("lpips", "fid")  # columns shown when their weights were given
+
+
+def shown_metrics(rows: list[Row]) -> list[str]:
+    """PSNR, SSIM, SWD, then LPIPS / FID where measured."""
+    return ["psnr", "ssim", "swd", *(m for m in OPTIONAL if any(getattr(r, m) is not None for r in rows))]
+
+
 def write_csv(rows: list[Row], path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["method", "nfe", "psnr", "ssim", "seconds"])
+        writer.writerow(["method", "nfe", "psnr", "ssim", "swd", "lpips", "fid", "seconds"])
         for r in rows:
-            writer.writerow([r.method, r.nfe, f"{r.psnr:.4f}", f"{r.ssim:.5f}", f"{r.seconds:.2f}"])
+            optional = ["" if v is None else f"{v:.5f}" for v in (r.lpips, r.fid)]
+            writer.writerow([r.method, r.nfe, f"{r.psnr:.4f}", f"{r.ssim:.5f}", f"{r.swd:.3f}", *optional,
+                             f"{r.seconds:.2f}"])
 
 
-def markdown_table(rows: list[Row], methods: list[str], input_scores: tuple[float, float]) -> str:
-    """One line per NFE, PSNR / SSIM per method; the degraded input's scores in the header note."""
+FORMATS = {"psnr": ".2f", "ssim": ".3f", "swd": ".1f", "lpips": ".3f", "fid": ".1f"}
+NAMES = {"psnr": "PSNR", "ssim": "SSIM", "swd": "SWD", "lpips": "LPIPS", "fid": "FID"}
+
+
+def _cell(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown_table(rows: list[Row], methods: list[str], input_scores: dict[str, float | None]) -> str:
+    """One line per NFE, PSNR / SSIM / SWD (/ LPIPS / FID) per method; the degraded input's in the note below."""
     by_key = {(r.method, r.nfe): r for r in rows}
     nfes = sorted({r.nfe for r in rows})
-    head = "| NFE | " + " | ".join(f"{LABELS[m]} PSNR / SSIM" for m in methods) + " |"
-    lines = [head, "|" + "----:|" * (len(methods) + 1)]
+    shown = shown_metrics(rows)
+    names = " / ".join(NAMES[m] for m in shown)
+    lines = ["| NFE | " + " | ".join(f"{LABELS[m]} {names}" for m in methods) + " |", "|" + "----:|" * (len(methods) + 1)]
     for nfe in nfes:
-        cells = [f"{by_key[m, nfe].psnr:.2f} / {by_key[m, nfe].ssim:.3f}" for m in methods]
+        cells = [" / ".join(_cell(getattr(by_key[m, nfe], k), FORMATS[k]) for k in shown) for m in methods]
         lines.append(f"| {nfe} | " + " | ".join(cells) + " |")
-    p_in, s_in = input_scores
-    lines.append(f"\nDegraded input: PSNR {p_in:.2f} dB / SSIM {s_in:.3f}.")
+    given = ", ".join(f"{NAMES[k]} {input_scores[k]:{FORMATS[k]}}" for k in shown if input_scores.get(k) is not None)
+    lines.append(f"\nDegraded input: {given} (PSNR dB; SWD x1e3 of the set, lower = closer to the clean images).")
     return "\n".join(lines)
 
 
-def plot(rows: list[Row], methods: list[str], input_scores: tuple[float, float], title: str, path: Path) -> None:
-    """PSNR and SSIM against NFE (log x) per method, the degraded input as a dashed line."""
+def plot(rows: list[Row], methods: list[str], input_scores: dict[str, float | None], title: str, path: Path) -> None:
+    """PSNR, SSIM and SWD against NFE (log x) per method, the degraded input as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, metric, baseline in zip(axes, ("psnr", "ssim"), input_scores):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    for ax, metric in zip(axes, ("psnr", "ssim", "swd")):
+        baseline = input_scores[metric]
         for method in methods:
             points = sorted((r.nfe, getattr(r, metric)) for r in rows if r.method == method)
             ax.plot(*zip(*points), marker="o", label=LABELS[method])
@@ -225,7 +279,7 @@ def plot(rows: list[Row], methods: list[str], input_scores: tuple[float, float],
         ax.set_xticks(sorted({r.nfe for r in rows}), [str(n) for n in sorted({r.nfe for r in rows})])
         ax.minorticks_off()
         ax.set_xlabel("NFE")
-        ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+        ax.set_ylabel({"psnr": "PSNR (dB)", "ssim": "SSIM", "swd": "SWD x1e3 (lower = more photo-like)"}[metric])
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
     fig.suptitle(title)
@@ -250,10 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     methods = usable_methods(args)
     runs = {m: trained_run(args, m) for m in methods}
     batch = validation_batch(args)
-    input_scores = score(batch[1], batch[0])
+    score = Scorer(batch[0], args.lpips_weights, args.inception)
+    shown = batch[1] if batch[2] is None else (1 - batch[2]) * batch[1] + batch[2]
+    input_scores = score(shown)
     keep: dict[tuple[str, int], torch.Tensor] = {}
-    rows = [row for m in methods
-            for row in sweep(m, restorer_for(m, runs[m], args.task, args.device), batch, args.nfe, args.seed, keep)]
+    rows = [row for m in methods for row in
+            sweep(m, restorer_for(m, runs[m], args.task, args.device), batch, args.nfe, args.seed, keep, score)]
     write_csv(rows, args.out / "results.csv")
     table = markdown_table(rows, methods, input_scores)
     (args.out / "results.md").write_text(f"Task {args.task}, {len(batch[0])} held-out images.\n\n{table}\n")

@@ -3,12 +3,15 @@
 Run with ``make demo`` (or ``.venv/bin/python scripts/demo.py``). For each task (default: JPEG quality 5 and
 4x super-resolution) it
 
-1. trains a small U-Net with ``i2sb-train ... data=demo`` on random crops of 7 scikit-image photographs,
-2. writes held-out clean photographs (``chelsea`` and ``coffee``, never seen in training) and degrades them,
-3. restores them with ``i2sb-sample`` at NFE 1 (the one-step prediction) and NFE 10 (Algorithm 2),
-4. evaluates with ``i2sb-eval`` (PSNR/SSIM of the degraded input and of both restorations),
-5. writes ``runs/demo/<task>/side_by_side.png`` (columns: degraded | NFE 1 | NFE 10 | clean) and prints a table
-   (also saved as ``runs/demo/results.md``).
+1. trains a small U-Net with ``i2sb-train ... data=demo`` on random crops of 7 scikit-image photographs (its
+   validation records PSNR and SWD at NFE 1, 2, 5 and 10: the record ``i2sb-sample`` picks its default NFE from),
+2. writes held-out clean photographs (``chelsea`` and ``coffee``, never seen in training) and degrades them
+   (SR: the low-resolution photo, as a user has it, and its bicubic upsampling, the baseline a user would use),
+3. restores them with ``i2sb-sample`` at NFE 1 (the one-step prediction), NFE 10 (Algorithm 2) and without
+   ``nfe=`` (the model's default: the NFE of its best validation PSNR),
+4. evaluates with ``i2sb-eval`` (PSNR / SSIM / SWD of the degraded input, the baseline and the restorations),
+5. writes ``runs/demo/<task>/side_by_side.png`` (columns: degraded | bicubic (SR) | NFE 1 | NFE 10 | clean) and
+   prints a table (also saved as ``runs/demo/results.md``).
 
 Everything runs on the CPU by default, in 7 to 20 minutes on 2 cores (see the README); ``--steps`` and
 ``--tasks`` trade time for quality, extra ``key=value`` arguments go to ``i2sb-train``.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -38,13 +42,19 @@ NOTE = (
     "NFE 1 is the bridge's one-step prediction, close to the posterior mean E[x0 | x1]: the best PSNR. More NFE\n"
     "draw a sample of p(x0 | x1) (sharper, with plausible detail); an exact posterior sample has twice the MMSE,\n"
     "i.e. ~3 dB less PSNR than the posterior mean: pixel metrics favour blurry estimates (the paper, App. C.1,\n"
-    "reports FID and classifier accuracy for this reason)."
+    "reports FID and classifier accuracy for this reason). SWD (x1e3, 7x7 Laplacian-pyramid patches, Karras et al.\n"
+    "2018) measures how far the local statistics are from the clean photos': lower = more photo-like.\n"
+    "The default NFE is what i2sb-sample picks without nfe= (prefer=fidelity: the best validation PSNR)."
 )
+LABELS = {"input": "degraded input", "bicubic": "bicubic upsampling"}
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str]) -> str:
+    """Run ``cmd``, echoing its standard output; returns it."""
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    print(done.stdout, end="", flush=True)
+    return done.stdout
 
 
 def write_clean_photos(folder: Path, crop_size: int, n_crops: int, photo_size: int) -> None:
@@ -57,16 +67,28 @@ def write_clean_photos(folder: Path, crop_size: int, n_crops: int, photo_size: i
         square.save(folder / f"{name}_whole.png")
 
 
-def degrade_folder(task: str, clean: Path, degraded: Path, seed: int) -> None:
-    """Degrade every clean image with the task's operator (built per image size)."""
+def degrade_folder(task: str, clean: Path, degraded: Path, seed: int, lowres: Path | None = None) -> None:
+    """Degrade every clean image with the task's operator (built per image size); SR also writes the
+    low-resolution measurement into ``lowres``."""
     degraded.mkdir(parents=True, exist_ok=True)
     cache: dict[int, object] = {}
     for i, path in enumerate(sorted(clean.glob("*.png"))):
         x0 = load_image(path)[None]
         size = x0.shape[-1]
         deg = cache.setdefault(size, degrade.build(task, size))
-        x1, _ = deg(x0, generator=torch.Generator().manual_seed(seed + i))
-        save_image(x1[0].clamp(-1, 1), degraded / path.name)
+        y, _ = deg.measure(x0, generator=torch.Generator().manual_seed(seed + i))
+        save_image(deg.lift_image(y)[0].clamp(-1, 1), degraded / path.name)
+        if lowres is not None:
+            lowres.mkdir(parents=True, exist_ok=True)
+            save_image(y[0].clamp(-1, 1), lowres / path.name)
+
+
+def bicubic_folder(lowres: Path, out: Path, factor: int) -> None:
+    """What a user would do instead of SR: bicubic upsampling of the low-resolution photo (Pillow's, a = -0.5)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(lowres.glob("*.png")):
+        with Image.open(path) as image:
+            image.resize((image.width * factor, image.height * factor), Image.BICUBIC).save(out / path.name)
 
 
 def side_by_side(folders: list[Path], names: list[str], out: Path) -> None:
@@ -78,12 +100,34 @@ def side_by_side(folders: list[Path], names: list[str], out: Path) -> None:
     save_image(grid, out)
 
 
-def summary_row(task: str, metrics: dict[str, dict], seconds: float) -> str:
-    cells = [f"{metrics[k]['psnr']:6.2f} / {metrics[k]['ssim']:.3f}" for k in metrics]
-    return f"| {task:<12} | " + " | ".join(cells) + f" | {seconds:5.0f} |"
+def chosen_nfe(output: str) -> int:
+    """The NFE ``i2sb-sample`` chose without ``nfe=`` (its summary line ends with ``(nfe=N, device=...)``)."""
+    found = re.findall(r"\(nfe=(\d+), device=", output)
+    if not found:
+        raise RuntimeError("i2sb-sample did not report its NFE")
+    return int(found[-1])
 
 
-def demo_task(task: str, args: argparse.Namespace, root: Path) -> str:
+def label(key: str, default_nfe: int | None) -> str:
+    if key in LABELS:
+        return LABELS[key] + (" (the baseline)" if key == "bicubic" else "")
+    if key == "default":
+        return f"**I2SB, default: NFE {default_nfe}** (i2sb-sample without nfe=)"
+    return f"I2SB, NFE {key.removeprefix('nfe')}"
+
+
+def task_rows(task: str, metrics: dict[str, dict], default_nfe: int, seconds: float) -> list[str]:
+    """Markdown rows of one task: PSNR / SSIM / SWD of each folder, the time on the first row."""
+    rows = []
+    for i, (key, m) in enumerate(metrics.items()):
+        time_cell = f"{seconds:5.0f}" if i == 0 else ""
+        swd = "-" if m.get("swd") is None else f"{m['swd']:.1f}"
+        rows.append(f"| {task if i == 0 else '':<10} | {label(key, default_nfe)} | {m['psnr']:.2f} | {m['ssim']:.3f} "
+                    f"| {swd} | {time_cell} |")
+    return rows
+
+
+def demo_task(task: str, args: argparse.Namespace, root: Path) -> list[str]:
     t0 = time.perf_counter()
     run_dir, work = root / task, root / task / "images"
     clean, degraded = work / "clean", work / "degraded"
@@ -91,23 +135,31 @@ def demo_task(task: str, args: argparse.Namespace, root: Path) -> str:
          f"trainer.max_steps={args.steps}", f"run_dir={run_dir}", f"device={args.device}", *DEMO_NET,
          *args.train_overrides])
     write_clean_photos(clean, crop_size=64, n_crops=args.crops, photo_size=128)
-    degrade_folder(task, clean, degraded, seed=1)
+    factor = degrade.measurement_scale(task)
+    lowres = work / "lowres" if factor > 1 else None  # SR: the photo a user has; restored with upscale (default)
+    degrade_folder(task, clean, degraded, seed=1, lowres=lowres)
     folders = {"input": degraded}
+    if lowres is not None:
+        folders["bicubic"] = work / "bicubic"
+        bicubic_folder(lowres, folders["bicubic"], factor)
+    sample = [str(BIN / "i2sb-sample"), f"ckpt={run_dir}", f"input={lowres or degraded}", f"device={args.device}",
+              "seed=0"]
     for nfe in sorted({1, args.nfe}):
         folders[f"nfe{nfe}"] = work / f"restored_nfe{nfe}"
-        run([str(BIN / "i2sb-sample"), f"ckpt={run_dir}", f"input={degraded}", f"output={folders[f'nfe{nfe}']}",
-             f"nfe={nfe}", f"device={args.device}", "seed=0", "upscale=false",  # inputs are x1, as training saw
-             "overwrite=true"])  # the demo's own folder: a re-run restores again
+        run([*sample, f"output={folders[f'nfe{nfe}']}", f"nfe={nfe}"])
+    folders["default"] = work / "restored_default"
+    default_nfe = chosen_nfe(run([*sample, f"output={folders['default']}"]))
     metrics = {}
-    for label, folder in folders.items():
-        json_path = run_dir / f"metrics_{label}.json"
+    for key, folder in folders.items():
+        json_path = run_dir / f"metrics_{key}.json"
         run([str(BIN / "i2sb-eval"), f"restored={folder}", f"reference={clean}", "fid=false", f"json={json_path}",
              f"device={args.device}"])
-        metrics[label] = json.loads(json_path.read_text())
+        metrics[key] = json.loads(json_path.read_text())
     names = sorted(p.name for p in clean.glob("*_whole.png")) + sorted(p.name for p in clean.glob("*.png"))[: args.rows]
-    side_by_side([*folders.values(), clean], names, run_dir / "side_by_side.png")
-    print(f"[demo] {task}: side-by-side image ({' | '.join(folders)} | clean): {run_dir / 'side_by_side.png'}")
-    return summary_row(task, metrics, time.perf_counter() - t0)
+    shown = [k for k in folders if k != "default"]
+    side_by_side([*(folders[k] for k in shown), clean], names, run_dir / "side_by_side.png")
+    print(f"[demo] {task}: side-by-side image ({' | '.join(shown)} | clean): {run_dir / 'side_by_side.png'}")
+    return task_rows(task, metrics, default_nfe, time.perf_counter() - t0)
 
 
 def main() -> int:
@@ -121,14 +173,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("train_overrides", nargs="*", help="extra i2sb-train key=value overrides")
     args = parser.parse_args()
-    rows = [demo_task(task, args, args.out) for task in args.tasks]
-    nfes = sorted({1, args.nfe})
-    table = "\n".join([
-        "| task | degraded input | " + " | ".join(f"I2SB, NFE {n}" for n in nfes) + " | time s |",
-        "|---|--:|" + "--:|" * len(nfes) + "--:|",
-        *rows,
-    ])
-    print("\nHeld-out photographs (chelsea, coffee), PSNR dB / SSIM, mean over images:\n" + table)
+    rows = [row for task in args.tasks for row in demo_task(task, args, args.out)]
+    table = "\n".join(["| task | restoration | PSNR dB | SSIM | SWD | time s |", "|---|---|--:|--:|--:|--:|", *rows])
+    print("\nHeld-out photographs (chelsea, coffee), mean over images; SWD of the set (lower = closer to the clean\n"
+          "photos' local statistics):\n" + table)
     print(NOTE)
     (args.out / "results.md").write_text(table + "\n\n" + NOTE + "\n")
     print(f"\n[demo] table written to {args.out / 'results.md'}")

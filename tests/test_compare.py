@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -43,13 +44,15 @@ def test_quick_run_writes_table_plot_and_samples(quick_run):
     assert [(r["method"], int(r["nfe"])) for r in rows] == [(m, n) for m in ("i2sb", "palette", "ddnm") for n in (1, 2)]
     for r in rows:
         assert math.isfinite(float(r["psnr"])) and -1.0 <= float(r["ssim"]) <= 1.0 and float(r["seconds"]) >= 0
+        assert float(r["swd"]) > 0 and r["lpips"] == "" and r["fid"] == ""  # no weights given: no LPIPS / FID
     table = (quick_run / "results.md").read_text()
-    assert "| NFE | I2SB PSNR / SSIM | Palette PSNR / SSIM | DDNM PSNR / SSIM |" in table
-    assert "| 1 | " in table and "| 2 | " in table and "Degraded input: PSNR" in table
+    assert "| NFE | I2SB PSNR / SSIM / SWD | Palette PSNR / SSIM / SWD | DDNM PSNR / SSIM / SWD |" in table
+    assert "| 1 | " in table and "| 2 | " in table and "Degraded input: PSNR" in table and ", SWD " in table
     i2sb_nfe1 = next(r for r in rows if r["method"] == "i2sb" and r["nfe"] == "1")
-    assert f"| 1 | {float(i2sb_nfe1['psnr']):.2f} / {float(i2sb_nfe1['ssim']):.3f} |" in table
+    cell = f"{float(i2sb_nfe1['psnr']):.2f} / {float(i2sb_nfe1['ssim']):.3f} / {float(i2sb_nfe1['swd']):.1f}"
+    assert f"| 1 | {cell} |" in table
     with Image.open(quick_run / "figure8.png") as plot:
-        assert plot.size == (1200, 480) and plot.mode in ("RGBA", "RGB")
+        assert plot.size == (1800, 480) and plot.mode in ("RGBA", "RGB")
         colours = np.unique(np.asarray(plot.convert("RGB")).reshape(-1, 3), axis=0)
         assert len(colours) > 50  # lines, labels, legend: not a blank canvas
     for nfe in (1, 2):  # 2 images x (degraded, 3 methods, clean), 16 px tiles with 2 px padding
@@ -69,7 +72,7 @@ def test_rerun_loads_the_given_runs_without_training(compare, quick_run, tmp_pat
     again = {(r["method"], r["nfe"]): r for r in read_rows(tmp_path / "results.csv")}
     first = {(r["method"], r["nfe"]): r for r in read_rows(quick_run / "results.csv")}
     for key in again:  # the same runs, images and seeds: the same numbers
-        assert again[key]["psnr"] == first[key]["psnr"]
+        assert again[key]["psnr"] == first[key]["psnr"] and again[key]["swd"] == first[key]["swd"]
 
 
 def test_ddnm_is_left_out_for_a_nonlinear_task(compare):
@@ -90,3 +93,16 @@ def test_the_baselines_draw_uniform_steps_and_the_bridge_the_recipes(compare):
     assert cfgs["palette"].trainer.t_power == cfgs["ddnm"].trainer.t_power == 1.0
     assert {c.trainer.lr for c in cfgs.values()} == {3e-4}
     assert {c.method for c in cfgs.values()} == {"i2sb", "palette", "ddpm"}
+
+
+def test_lpips_and_fid_columns_appear_where_their_weights_are_given(compare, alexnet_file):
+    pytest.importorskip("lpips")
+    x0 = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    scorer = compare.Scorer(x0, lpips_weights=alexnet_file)
+    same, noisy = scorer(x0), scorer((x0 + 0.3 * torch.randn(x0.shape, generator=torch.Generator())).clamp(-1, 1))
+    assert same["swd"] == 0.0 and same["lpips"] == pytest.approx(0.0, abs=1e-6) and same["fid"] is None
+    assert noisy["swd"] > 0 and noisy["lpips"] > 0 and noisy["psnr"] < same["psnr"]
+    rows = [compare.Row("i2sb", 1, seconds=0.1, **noisy), compare.Row("i2sb", 2, seconds=0.2, **{**noisy, "fid": 7.5})]
+    table = compare.markdown_table(rows, ["i2sb"], {**same, "psnr": 20.0})
+    assert "| NFE | I2SB PSNR / SSIM / SWD / LPIPS / FID |" in table
+    assert table.splitlines()[3].endswith(f" / {noisy['lpips']:.3f} / 7.5 |") and "LPIPS 0.000" in table
