@@ -13,6 +13,7 @@ from i2sb.data import demo_photos
 from i2sb.evaluation import swd as S
 
 KARRAS_FILTER = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0  # progressive_growing_of_gans' gaussian_filter
+FEWER = S.SWDSettings(patches_per_level=2**11)  # 128 patches per crop: quicker, the same behaviour
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +75,17 @@ def test_sliced_distance_is_the_mean_over_directions_of_sorted_projections():
 def test_identical_sets_score_zero_and_a_duplicated_set_too(photo_crops):
     result = S.swd(photo_crops, photo_crops)
     assert result.levels == (0.0, 0.0) and result.mean == 0.0  # 48 px: levels 48 and 24
-    twice = S.swd(torch.cat([photo_crops, photo_crops]), photo_crops)  # same empirical distribution
-    assert twice.mean == pytest.approx(0.0, abs=1e-2) and twice.descriptors[0] == (2 * 16 * 1024, 16 * 1024)
+    twice = S.swd(torch.cat([photo_crops, photo_crops]), photo_crops, FEWER)  # same empirical distribution
+    assert twice.mean == pytest.approx(0.0, abs=1e-2) and twice.descriptors[0] == (2 * 16 * 128, 16 * 128)
 
 
 def test_blur_scores_worse_than_other_crops_of_the_same_photos(photo_crops):
     first, second = photo_crops[:8], photo_crops[8:]
-    floor = S.swd(first, second).mean  # other crops of the same photo: what "as real" looks like
-    blurred = S.swd(blur(first), second)
+    floor = S.swd(first, second, FEWER).mean  # other crops of the same photo: what "as real" looks like
+    blurred = S.swd(blur(first), second, FEWER)
     assert blurred.mean > 1.3 * floor > 0
     assert blurred.levels[0] > blurred.levels[-1]  # blur removes the finest band first
-    assert S.swd(blur(blur(first)), second).mean > blurred.mean  # more blur, further away
+    assert S.swd(blur(blur(first)), second, FEWER).mean > blurred.mean  # more blur, further away
 
 
 def test_deterministic_for_a_seed_and_independent_of_image_order(photo_crops):
@@ -100,9 +101,9 @@ def test_deterministic_for_a_seed_and_independent_of_image_order(photo_crops):
 
 def test_value_range_and_dtype_do_not_matter(photo_crops):
     x, y = blur(photo_crops[:8]), photo_crops[8:]
-    unit = S.swd(x, y).mean
-    assert S.swd((x + 1) * 127.5, (y + 1) * 127.5).mean == pytest.approx(unit, rel=1e-5)  # per-set normalisation
-    assert S.swd(x.float(), y.float()).mean == pytest.approx(unit, rel=1e-4)
+    unit = S.swd(x, y, FEWER).mean
+    assert S.swd((x + 1) * 127.5, (y + 1) * 127.5, FEWER).mean == pytest.approx(unit, rel=1e-5)  # per-set scale
+    assert S.swd(x.float(), y.float(), FEWER).mean == pytest.approx(unit, rel=1e-4)
 
 
 def test_patch_counts_follow_the_settings():

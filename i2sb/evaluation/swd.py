@@ -14,18 +14,20 @@ their sorted values -- is averaged. Values are reported x 1e3 (Karras' ``SWDx1e3
 levels. **Lower = local statistics closer to the reference set**; 0 for identical sets.
 
 Patches per image and level: ``patches_per_image`` if set (Karras: 128), otherwise ``ceil(patches_per_level /
-N)`` for N reference images (default 2**16 per level in all: 14 demo images -> 4682 each, 1000 images -> 66),
+N)`` for N reference images (default 2**14 per level in all: 14 demo images -> 1171 each, 1000 images -> 17),
 never more than the level has positions (then every position is taken: small images are covered densely).
 Positions depend only on (seed, level, the level's height and width): images of equal size are sampled at the
 same positions, so the score does not depend on the order of the images, a restored image and its reference are
 compared at the same places (less noise between rows of a table), and an identical set scores exactly 0. The
 directions depend only on (seed, level). One seed gives the same value on every run.
 
-Scale (``SWDSettings()`` defaults, the demo's 14 held-out photos, 64-128 px): the JPEG-5 input scores ~70 and
-the demo's restorations 70-110; two independent draws of 128 patches per image from the same clean photos differ
-by ~20 (the sampling noise of Karras' setting on so few images), the default's denser draws by a few units.
-Differences between rows scored against the same references are more precise than that (same positions).
-Memory: ``levels x patches_per_level x 147`` floats per set (2**16 per level: 38 MB per level in float32).
+Scale (the defaults; the demo's 14 held-out photos, 12 crops of 64 px and 2 photos of 128 px): the JPEG-5 input
+scores 54 (seeds 0-3: 53.5-55.1), the nearest-upsampled 4x SR input 44, bicubic upsampling 55. The value depends
+on how many patches are compared (an empirical distance is biased upward by sampling noise): with Karras' 128
+patches per image the same JPEG input scores 69, and two independent draws of patches from the same clean photos
+differ by 37 (11 at the defaults) -- the "clean vs itself ~20" of Karras' setting on a few images. So compare
+values computed against the same reference set with the same settings, as FID. Memory: ``levels x
+patches_per_level x 147`` float32 per set (2**14 per level: 9.6 MB per level).
 """
 
 from __future__ import annotations
