@@ -150,7 +150,7 @@ def demo_task(task: str, args: argparse.Namespace, root: Path) -> list[str]:
         folders["bicubic"] = work / "bicubic"
         bicubic_folder(lowres, folders["bicubic"], factor)
     sample = [str(BIN / "i2sb-sample"), f"ckpt={run_dir}", f"input={lowres or degraded}", f"device={args.device}",
-              "seed=0"]
+              "seed=0", "overwrite=true"]  # the demo's own folders: a re-run restores again
     for nfe in sorted({1, args.nfe}):
         folders[f"nfe{nfe}"] = work / f"restored_nfe{nfe}"
         run([*sample, f"output={folders[f'nfe{nfe}']}", f"nfe={nfe}"])
