@@ -334,9 +334,9 @@ _NON_NEGATIVE = ("max_pixels",)
 
 
 def check_values(cfg: SampleConfig) -> None:
-    """Range checks that need no checkpoint (``nfe``'s upper bound is checked once it is loaded)."""
-    from .core.precision import PRECISIONS  # lazy: the schemas stay torch-free
-    from .core.samplers import SAMPLERS  # lazy: the schemas stay torch-free
+    """Range checks that need no checkpoint. The sampling values (``nfe``, ``sampler``, ``eta``, ``ot_ode``,
+    ``precision``, ``tile``, ``tile_overlap``) are checked once, against the loaded model, by
+    :meth:`i2sb.restoration.Restorer.options` (its errors name the key)."""
     from .evaluation.record import PREFERENCES  # lazy: the schemas stay torch-free
     for key in _POSITIVE:
         if getattr(cfg, key) <= 0:
@@ -344,25 +344,13 @@ def check_values(cfg: SampleConfig) -> None:
     for key in _NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must be >= 0 (0: no limit), got {getattr(cfg, key)}")
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"config key 'precision': must be one of {', '.join(PRECISIONS)}, got '{cfg.precision}'")
     if cfg.traj_format not in TRAJ_FORMATS:
         raise ConfigError(
             f"config key 'traj_format': must be one of {', '.join(TRAJ_FORMATS)}, got '{cfg.traj_format}'")
-    if cfg.sampler not in SAMPLERS:
-        raise ConfigError(f"config key 'sampler': must be one of {', '.join(SAMPLERS)}, got '{cfg.sampler}'")
     if cfg.prefer not in PREFERENCES:
         raise ConfigError(f"config key 'prefer': must be one of {', '.join(PREFERENCES)}, got '{cfg.prefer}'")
-    if cfg.eta is not None and not 0.0 <= cfg.eta <= 1.0:
-        raise ConfigError(f"config key 'eta': must be in [0, 1], got {cfg.eta}")
     check_outputs(cfg)
     check_baseline(cfg)
-    if cfg.nfe is not None and cfg.nfe < 1:
-        raise ConfigError(f"config key 'nfe': must be at least 1, got {cfg.nfe}")
-    if cfg.tile is not None and cfg.tile < 0:
-        raise ConfigError(f"config key 'tile': must be 0 (off), null (auto) or a positive size, got {cfg.tile}")
-    if cfg.tile_overlap is not None and cfg.tile_overlap < 0:
-        raise ConfigError(f"config key 'tile_overlap': must be >= 0, got {cfg.tile_overlap}")
 
 
 def check_outputs(cfg: SampleConfig) -> None:

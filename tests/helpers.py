@@ -18,7 +18,7 @@ from torch import nn
 from i2sb.cli import sample_main
 from i2sb.config import TaskConfig, to_container, to_train_config
 from i2sb.core.bridge import Bridge
-from i2sb.core.denoiser import Denoiser
+from i2sb.core.denoiser import BridgeDenoiser
 from i2sb.restoration import Restorer
 from i2sb.restoration.algorithms import BridgeRestoration
 from i2sb.restoration.checkpoints import FORMAT, LATEST, VERSION
@@ -86,8 +86,9 @@ def tiny_task(**changes: Any) -> TaskConfig:
 def bridge_restorer(net: nn.Module, image_size: int = 16, **task: Any) -> Restorer:
     """The I2SB :class:`Restorer` of a toy network ``net(x, t)`` (with a ``config["channel_mult"]``)."""
     t = tiny_task(**task)
-    denoiser = Denoiser(net, t.n_steps, t.t0, t.T, t.cond_x1).eval()
-    return Restorer(denoiser, BridgeRestoration(Bridge.symmetric(t.n_steps, t.beta_max), t), t, image_size)
+    bridge = Bridge.symmetric(t.n_steps, t.beta_max)
+    denoiser = BridgeDenoiser(net, bridge, t.t0, t.T, t.cond_x1).eval()
+    return Restorer(denoiser, BridgeRestoration(bridge, t), t, image_size)
 
 
 # ---------------------------------------------------------------------------- the authors' checkpoint format

@@ -31,7 +31,7 @@ class ServedModel:
 
     @property
     def max_nfe(self) -> int:
-        return self.restorer.algorithm.max_nfe
+        return self.restorer.kind.max_nfe
 
     @property
     def needs_mask(self) -> bool:
@@ -40,7 +40,7 @@ class ServedModel:
     @property
     def label(self) -> str:
         """``name: task (algorithm)``, e.g. ``jpeg5: JPEG artifacts, quality 5 (I2SB)``."""
-        return f"{self.name}: {task_label(self.restorer)} ({self.restorer.algorithm.name})"
+        return f"{self.name}: {task_label(self.restorer)} ({self.restorer.kind.name})"
 
 
 def task_label(restorer: Restorer) -> str:

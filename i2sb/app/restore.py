@@ -129,7 +129,7 @@ class Restorations:
                  progress: Progress | None = None):
         self.model, self.request, self.options, self.folder = model, request, options, folder
         self.progress = progress
-        self.steps = max(1, len(model.restorer.algorithm.steps(options)) - 1)
+        self.steps = max(1, len(options.steps) - 1)
         self.runs, self.done = 1, 0
 
     def _tick(self, *_step_values: object) -> None:

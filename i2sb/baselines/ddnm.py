@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.noise import Generators
-from ..core.sampler_coefs import check_eta
+from ..core.samplers import check_eta
 from ..core.types import StepCallback
 from ..degrade.base import LinearOperator
 from ..degrade.blur import DDRMBlurOperator
@@ -59,7 +59,10 @@ class DDNMOptions:
     clip_denoise: bool = False
 
     def __post_init__(self) -> None:
-        check_eta(self.eta)
+        try:
+            check_eta(self.eta)
+        except ValueError as err:
+            raise ValueError(f"eta {err}") from None
         if self.sigma_y < 0:
             raise ValueError(f"sigma_y must be >= 0, got {self.sigma_y}")
         if self.travel_length < 1 or self.travel_repeat < 1:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core.bridge import space_indices
+from ..core.samplers import space_indices
 from ..core.noise import Generators, randn
 from ..core.types import StepCallback
 

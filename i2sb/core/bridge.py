@@ -2,7 +2,7 @@
 
 Pure tensor math, no network inside: the denoiser is passed to :meth:`Bridge.sample` as a function.
 The samplers themselves (Algorithm 2 and the faster ones) are free functions in :mod:`i2sb.core.samplers`;
-:meth:`Bridge.sample` is Algorithm 2 from there.
+:meth:`Bridge.sample` is Algorithm 2 from there, for notebooks (it checks its arguments, the samplers do not).
 Equation numbers refer to Liu et al., "I2SB: Image-to-Image Schrödinger Bridge", ICML 2023.
 
 Notation (paper -> code), with discrete steps ``n = 0 .. N-1`` (``N = n_steps``):
@@ -23,10 +23,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .noise import Generators, randn
-from .samplers import ddpm_sample
+from .samplers import sample_ddpm, space_indices
 from .types import Predictor, StepCallback
+
+__all__ = ["Bridge", "gaussian_product_coefs", "space_indices", "symmetric_betas"]
+
 
 def gaussian_product_coefs(std1: Tensor, std2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Coefficients of N(x; a, std1^2) * N(x; b, std2^2) ∝ N(x; c1 a + c2 b, var) (Proof of Prop. 3.3).
@@ -53,22 +57,6 @@ def symmetric_betas(n_steps: int, beta_max: float, beta_min: float = 1e-4) -> np
     b = np.linspace(beta_min**0.5, (beta_max / n_steps) ** 0.5, n_steps, dtype=np.float64) ** 2
     half = b[: n_steps // 2]
     return np.concatenate([half, half[::-1]])
-
-
-def space_indices(num_steps: int, count: int) -> list[int]:
-    """``count`` indices spread over ``[0, num_steps - 1]``, the authors' spacing (``util.space_indices``).
-
-    The fractional stride is accumulated in Python floats and rounded with Python's ``round`` (ties to
-    even), which is what makes e.g. ``space_indices(1000, 3) == [0, 500, 999]``.
-    """
-    if not 1 <= count <= num_steps:
-        raise ValueError(f"count must be in 1..{num_steps}, got {count}")
-    stride = 1.0 if count <= 1 else (num_steps - 1) / (count - 1)
-    indices, position = [], 0.0
-    for _ in range(count):
-        indices.append(round(position))
-        position += stride
-    return indices
 
 
 class Bridge:
@@ -125,7 +113,7 @@ class Bridge:
             raise ValueError(f"{arg} must have shape ({batch},), got {tuple(step.shape)}")
         return step
 
-    def _coef(self, name: str, step: Tensor | int, like: Tensor) -> Tensor:
+    def coef(self, name: str, step: Tensor | int, like: Tensor) -> Tensor:
         """``table[step]`` broadcastable against ``like`` (B, ...)."""
         table = self._table(name, like)
         if isinstance(step, int):
@@ -161,9 +149,9 @@ class Bridge:
         """
         self._check_pair(x0, x1, "x0 and x1")
         step = self._check_step(step, x0.shape[0])
-        xt = self._coef("mu_x0", step, x0) * x0 + self._coef("mu_x1", step, x0) * x1
+        xt = self.coef("mu_x0", step, x0) * x0 + self.coef("mu_x1", step, x0) * x1
         if not ot_ode:
-            xt = xt + self._coef("std_sb", step, x0) * self._noise(xt, noise, generator)
+            xt = xt + self.coef("std_sb", step, x0) * self._noise(xt, noise, generator)
         return xt
 
     # ------------------------------------------------------------------ Eq. 4
@@ -210,13 +198,13 @@ class Bridge:
         """Regression target of Eq. 12, ``(xt - x0) / sigma_t``. Shapes (B, C, H, W)."""
         self._check_pair(x0, xt, "x0 and xt")
         step = self._check_step(step, xt.shape[0])
-        return (xt - x0) / self._coef("std_fwd", step, xt)
+        return (xt - x0) / self.coef("std_fwd", step, xt)
 
     def pred_x0(self, step: Tensor | int, xt: Tensor, net_out: Tensor, clip_denoise: bool = False) -> Tensor:
         """Inverse of Eq. 12: ``x0_hat = xt - sigma_t * net_out``; optionally clamped to [-1, 1]."""
         self._check_pair(xt, net_out, "xt and net_out")
         step = self._check_step(step, xt.shape[0])
-        x0 = xt - self._coef("std_fwd", step, xt) * net_out
+        x0 = xt - self.coef("std_fwd", step, xt) * net_out
         return x0.clamp(-1.0, 1.0) if clip_denoise else x0
 
     # ------------------------------------------------------------------ Algorithm 2
@@ -239,7 +227,7 @@ class Bridge:
         progress: bool = False,
     ) -> Tensor:
         """Restore ``x1`` by running the DDPM posterior from step N-1 to 0 (Algorithm 2,
-        :func:`i2sb.core.samplers.ddpm_sample`).
+        :func:`i2sb.core.samplers.sample_ddpm`); the notebook's entry, which checks ``x1``, ``mask`` and ``nfe``.
 
         Args:
             predict_x0: ``(xt, step) -> x0_hat`` with ``step`` a LongTensor (B,) on ``x1``'s device.
@@ -258,5 +246,28 @@ class Bridge:
         Returns:
             The state at step 0, (B, C, H, W).
         """
-        return ddpm_sample(self, predict_x0, x1, nfe, ot_ode=ot_ode, mask=mask, clip_denoise=clip_denoise,
-                           generator=generator, callback=callback, progress=progress)
+        steps = self.timesteps(nfe)
+        check_images(x1, mask)
+
+        def denoiser(xt: Tensor, step: Tensor) -> Tensor:  # in xt's dtype, clamped with clip_denoise
+            pred = predict_x0(xt, step).to(xt.dtype)
+            return pred.clamp(-1.0, 1.0) if clip_denoise else pred
+
+        with tqdm(total=nfe, desc="I2SB sampling", leave=False, disable=not progress) as bar:
+            def advance(prev_step: int, step: int, xt: Tensor, pred_x0: Tensor) -> None:
+                bar.update(1)
+                if callback is not None:
+                    callback(prev_step, step, xt, pred_x0)
+
+            return sample_ddpm(denoiser, x1, steps, self, mask=mask, generator=generator, callback=advance,
+                               ot_ode=ot_ode)
+
+
+def check_images(x1: Tensor, mask: Tensor | None) -> None:
+    """``ValueError`` unless ``x1`` is a floating (B, C, H, W) tensor and ``mask`` None or (B or 1, 1 or C, H, W)."""
+    if not isinstance(x1, Tensor) or x1.ndim != 4 or not x1.is_floating_point():
+        shape = tuple(x1.shape) if isinstance(x1, Tensor) else type(x1).__name__
+        raise ValueError(f"x1 must be a floating tensor (B, C, H, W), got {shape}")
+    if mask is not None and (mask.ndim != 4 or mask.shape[-2:] != x1.shape[-2:]):
+        raise ValueError(f"mask must have shape (B or 1, 1 or C, {x1.shape[-2]}, {x1.shape[-1]}), "
+                         f"got {tuple(mask.shape)}")

@@ -1,8 +1,7 @@
-"""Numerical precision of the network: ``auto`` picks bf16 autocast where the device runs it natively."""
+"""Numerical precision of the network: ``auto`` picks bf16 autocast where the device runs it natively; the
+denoiser (:mod:`.denoiser`) runs its network under the resolved one."""
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 
@@ -46,17 +45,8 @@ def _onednn_runs_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``auto`` -> ``bf16`` where :func:`native_bf16`, else ``fp32``; other values are returned unchanged."""
+    """``auto`` -> ``bf16`` where :func:`native_bf16`, else ``fp32``; fp32 | bf16 | fp16 are returned unchanged
+    (the callers checked the value: ``Restorer.options``, the training config)."""
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f"precision must be auto or one of {', '.join(AUTOCAST_DTYPES)}, got '{precision}'")
     return precision
-
-
-def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``precision`` in auto | fp32 | bf16 | fp16 (fp32: no-op; auto: :func:`resolve_precision`)."""
-    dtype = AUTOCAST_DTYPES[resolve_precision(precision, device)]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)

@@ -1,20 +1,19 @@
 """Step coefficients of the faster bridge samplers (:mod:`i2sb.core.samplers`), derived in the docstrings.
 
 Notation: ``s_n = std_fwd[n]**2`` (sigma_n^2, variance from X_0), ``top = n_steps - 1`` (X_top = x1).
-Functions take a :class:`~i2sb.core.bridge.Bridge` (its ``std_fwd`` and ``n_steps``) and plain step indices.
+Functions take a :class:`~i2sb.core.bridge.Bridge` (its ``std_fwd`` and ``n_steps``) and plain step indices
+``0 <= prev_step < step < n_steps`` (the samplers' ``steps``, checked where they were made), ``eta`` in [0, 1].
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: the bridge imports the samplers, not the other way round
-    from .bridge import Bridge
+from .types import BridgeTables
 
 # ---------------------------------------------------------------------------- the chain's law
-def chain_marginal(bridge: Bridge, step: int) -> tuple[float, float]:
+def chain_marginal(bridge: BridgeTables, step: int) -> tuple[float, float]:
     """``(a_n, V_n)``: law of X_n under the DDPM chain (Eq. 4) from X_top = x1 with the exact x0.
 
     The chain is the Brownian bridge of SDE (9a) pinned at x0 (variance 0) and at x1 (variance s_top):
@@ -36,7 +35,7 @@ class StepCoefs:
     std: float
 
 
-def implicit_coefs(bridge: Bridge, prev_step: int, step: int, eta: float) -> StepCoefs:
+def implicit_coefs(bridge: BridgeTables, prev_step: int, step: int, eta: float) -> StepCoefs:
     """Coefficients of the implicit bridge step ``step -> prev_step`` (s < t below) with knob ``eta``.
 
     Derivation. Let m_n = (1 - a_n) x0 + a_n x1 and V_n be the chain's law (:func:`chain_marginal`). For
@@ -62,9 +61,6 @@ def implicit_coefs(bridge: Bridge, prev_step: int, step: int, eta: float) -> Ste
     analogue of DDIM's x_T). The noise is returned even for ``prev_step == 0``; the samplers drop it there
     as the authors do.
     """
-    if not 0 <= prev_step < step < bridge.n_steps:
-        raise ValueError(f"need 0 <= prev_step < step < {bridge.n_steps}, got prev_step={prev_step}, step={step}")
-    check_eta(eta)
     top = bridge.n_steps - 1
     a_s, v_s = chain_marginal(bridge, prev_step)
     a_t, v_t = chain_marginal(bridge, step)
@@ -79,7 +75,7 @@ def implicit_coefs(bridge: Bridge, prev_step: int, step: int, eta: float) -> Ste
 
 
 # ---------------------------------------------------------------------------- OT-ODE coefficients
-def ode_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float, float]:
+def ode_coefs(bridge: BridgeTables, prev_step: int, step: int) -> tuple[float, float, float]:
     """``(r, g, delta)`` of the exact OT-ODE step ``step -> prev_step`` in variance units.
 
     Eq. 13, dX_t = beta_t / sigma_t^2 (X_t - X_0) dt, in u = sigma_t^2 (du = beta_t dt) reads
@@ -91,14 +87,12 @@ def ode_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float, 
     An x0_hat linear in u through x0_hat(s_t) with slope D adds D * delta * (g - 1), where
     ``delta = s_t - s_s`` and ``g = s_s ln(s_t / s_s) / delta`` (0 < r <= g < 1).
     """
-    if not 0 <= prev_step < step < bridge.n_steps:
-        raise ValueError(f"need 0 <= prev_step < step < {bridge.n_steps}, got prev_step={prev_step}, step={step}")
     s_s, s_t = float(bridge.std_fwd[prev_step] ** 2), float(bridge.std_fwd[step] ** 2)
     delta = s_t - s_s
     return s_s / s_t, s_s * math.log(s_t / s_s) / delta, delta
 
 
-def heun_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float, float]:
+def heun_coefs(bridge: BridgeTables, prev_step: int, step: int) -> tuple[float, float, float]:
     """``(c_xt, c_pred_t, c_pred_s)``: X_s = c_xt X_t + c_pred_t x0_hat(X_t) + c_pred_s x0_hat(X_euler, s).
 
     The integral of :func:`ode_coefs` with x0_hat linear in sigma^2 between its two evaluations:
@@ -107,11 +101,3 @@ def heun_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[float, float,
     """
     r, g, _ = ode_coefs(bridge, prev_step, step)
     return r, g - r, 1.0 - g
-
-
-# ---------------------------------------------------------------------------- argument checks
-def check_eta(eta: float) -> float:
-    """``eta`` as a float in [0, 1]."""
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
-    return float(eta)

@@ -1,7 +1,12 @@
-"""The bridge samplers, free functions with one signature ``(bridge, predict_x0, x1, nfe, *, mask, clip_denoise,
-generator, callback, progress, ...)``: the authors' Algorithm 2 and faster ones -- an implicit (non-Markovian)
-sampler with a knob eta, and second-order solvers of the OT-ODE (Eq. 13). Pure tensor math on a
-:class:`~i2sb.core.bridge.Bridge`; :data:`SAMPLERS` names them and :func:`sample` runs one by name.
+"""The bridge samplers, free functions with one signature (k-diffusion's):
+``sample_<name>(denoiser, x1, steps, bridge, *, mask, generator, callback, **knobs)`` -> the state at step 0.
+
+``denoiser(xt, step) -> x0_hat`` is an x0-predictor (:class:`~i2sb.core.denoiser.Denoiser` with its conditioning,
+clipping and precision fixed, or any function); ``steps`` are the ascending step indices the caller computed once
+(:data:`SAMPLERS`' ``steps``, e.g. :meth:`Bridge.timesteps`); ``bridge`` gives the tables (:class:`BridgeTables`).
+The callers check their values once (``Restorer.options``, :func:`check_sampler`); nothing here checks them again.
+The samplers: the authors' Algorithm 2 and faster ones -- an implicit (non-Markovian) sampler with a knob eta,
+and second-order solvers of the OT-ODE (Eq. 13).
 
 Which sampler for which model (``ot_ode`` is how the checkpoint was trained, ``task.ot_ode``):
 
@@ -23,6 +28,8 @@ noise-free states mu_t (Prop. 3.4); the implicit sampler would feed it noisy one
 ``ot_ode=True``. The OT-ODE solvers integrate Eq. 13, the process of OT-ODE models; their first-order step
 is exactly the authors' OT-ODE step (the posterior mean of Eq. 4).
 
+Preconditions (the callers' checks): ``x1`` (B, C, H, W) floating; ``mask`` None or (B or 1, 1 or C, H, W), 1 =
+hole; ``steps`` ascending from 0 to ``bridge.n_steps - 1``; ``eta`` in [0, 1]; ``generator`` on ``x1``'s device.
 Notation: ``s_n = std_fwd[n]**2`` (sigma_n^2, variance from X_0), ``top = n_steps - 1`` (X_top = x1).
 """
 
@@ -32,38 +39,21 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .boundary import fill_hole, keep_known
 from .noise import Generators, randn
-from .sampler_coefs import StepCoefs, check_eta, heun_coefs, implicit_coefs, ode_coefs
-from .types import Predictor, StepCallback
-
-if TYPE_CHECKING:  # annotations only: the bridge imports the samplers (Bridge.sample), not the other way round
-    from .bridge import Bridge
+from .sampler_coefs import StepCoefs, heun_coefs, implicit_coefs, ode_coefs
+from .types import BridgeTables, Predictor, StepCallback
 
 DEFAULT_ETA = 0.0  # the implicit sampler's default: deterministic after the first step (DBIM's choice)
 Coefs = TypeVar("Coefs")
 
 
-def _check_x1(x1: Tensor, mask: Tensor | None) -> None:
-    if not isinstance(x1, Tensor) or x1.ndim != 4 or not x1.is_floating_point():
-        shape = tuple(x1.shape) if isinstance(x1, Tensor) else type(x1).__name__
-        raise ValueError(f"x1 must be a floating tensor (B, C, H, W), got {shape}")
-    if mask is not None and (mask.ndim != 4 or mask.shape[-2:] != x1.shape[-2:]):
-        raise ValueError(f"mask must have shape (B or 1, 1 or C, {x1.shape[-2]}, {x1.shape[-1]}), "
-                         f"got {tuple(mask.shape)}")
-
-
 # ---------------------------------------------------------------------------- shared helpers
-def _randn(like: Tensor, generator: Generators) -> Tensor:
-    return randn(like, generator)
-
-
 def _start(x1: Tensor, mask: Tensor | None, generator: Generators) -> tuple[Tensor, Tensor | None]:
     """``(x1, mask)`` with the hole of x1 filled with N(0, 1), the generator's first draw (as the authors)."""
     if mask is None:
@@ -71,102 +61,80 @@ def _start(x1: Tensor, mask: Tensor | None, generator: Generators) -> tuple[Tens
     return fill_hole(x1, mask, generator), mask.to(device=x1.device, dtype=x1.dtype)
 
 
-def _pairs(steps: Sequence[int], coefs: Callable[[int, int], Coefs], progress: bool,
-           desc: str) -> Sequence[tuple[int, int, Coefs]]:
-    """``(prev_step, step, coefs(prev_step, step))`` from the degraded end to the clean end, optionally under tqdm.
+def _pairs(steps: Sequence[int], coefs: Callable[[int, int], Coefs]) -> list[tuple[int, int, Coefs]]:
+    """``(prev_step, step, coefs(prev_step, step))`` from the degraded end to the clean end.
 
     Every step's coefficients are Python floats computed here, before the first network call: the loop itself
     reads no tensor into Python (no host-device synchronisation on CUDA, tests/test_syncs.py)."""
-    pairs = [(prev, step, coefs(prev, step)) for prev, step in list(zip(steps[:-1], steps[1:]))[::-1]]
-    return tqdm(pairs, desc=desc, leave=False) if progress else pairs
+    return [(prev, step, coefs(prev, step)) for prev, step in list(zip(steps[:-1], steps[1:]))[::-1]]
 
 
-def _ddpm_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[tuple[float, float, float], float]:
-    """Eq. 4's coefficients and ``std_sb[prev_step]`` (Eq. 11, the known region of inpainting)."""
-    return bridge.posterior_coefs(prev_step, step), float(bridge.std_sb[prev_step])
-
-
-def _implicit_coefs(bridge: Bridge, prev_step: int, step: int, eta: float) -> tuple[StepCoefs, float]:
-    return implicit_coefs(bridge, prev_step, step, eta), float(bridge.std_sb[prev_step])
-
-
-def _multistep_coefs(bridge: Bridge, prev_step: int, step: int) -> tuple[tuple[float, float, float], float]:
-    """:func:`ode_coefs` and ``s_t = std_fwd[step]**2``."""
-    return ode_coefs(bridge, prev_step, step), float(bridge.std_fwd[step] ** 2)
-
-
-def _predict(predict_x0: Predictor, xt: Tensor, step: int, clip_denoise: bool) -> Tensor:
-    step_t = torch.full((xt.shape[0],), step, device=xt.device, dtype=torch.long)
-    pred = predict_x0(xt, step_t).to(xt.dtype)
-    return pred.clamp(-1.0, 1.0) if clip_denoise else pred
+def _at(step: int, like: Tensor) -> Tensor:
+    """``step`` as the LongTensor (B,) a denoiser takes, on ``like``'s device."""
+    return torch.full((like.shape[0],), step, device=like.device, dtype=torch.long)
 
 
 # ---------------------------------------------------------------------------- the samplers
-def ddpm_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, ot_ode: bool = False,
-                mask: Tensor | None = None, clip_denoise: bool = False, generator: Generators = None,
-                callback: StepCallback | None = None, progress: bool = False) -> Tensor:
+def sample_ddpm(denoiser: Predictor, x1: Tensor, steps: Sequence[int], bridge: BridgeTables, *,
+                mask: Tensor | None = None, generator: Generators = None, callback: StepCallback | None = None,
+                ot_ode: bool = False) -> Tensor:
     """The authors' sampler (Algorithm 2): the DDPM posterior (Eq. 4) from X_{N-1} = x1 down to step 0.
 
-    Steps as :meth:`Bridge.timesteps` (``nfe`` evaluations); ``ot_ode`` takes the posterior means only
-    (Prop. 3.4, deterministic). Inpainting ``mask`` (B or 1, 1 or C, H, W), 1 = hole: the hole of x1 is
-    filled with N(0, 1) and after every step the known region is reset to Eq. 11 with X_0 = x1 there,
+    ``ot_ode`` takes the posterior means only (Prop. 3.4, deterministic). Inpainting ``mask``: the hole of x1
+    is filled with N(0, 1) and after every step the known region is reset to Eq. 11 with X_0 = x1 there,
     ``x1 + std_sb[prev] * z`` (``x1`` with ``ot_ode``), as the authors' ``ddpm_sampling``. No noise is added
     at the last step (to step 0). Returns the state at step 0, (B, C, H, W).
     """
-    _check_x1(x1, mask)
-    steps = bridge.timesteps(nfe)
     x1, mask = _start(x1, mask, generator)
     xt = x1
-    step_coefs = partial(_ddpm_coefs, bridge)
-    for prev_step, step, (posterior, std_sb) in _pairs(steps, step_coefs, progress, "I2SB sampling"):
-        pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
-        xt = bridge.posterior_sample(prev_step, step, xt, pred_x0, ot_ode=ot_ode, generator=generator,
-                                     coefs=posterior)  # Eq. 4
+    for prev_step, step, ((c_x0, c_xt, std), std_sb) in _pairs(steps, lambda s, t: _ddpm_coefs(bridge, s, t)):
+        pred_x0 = denoiser(xt, _at(step, xt))
+        xt = c_x0 * pred_x0 + c_xt * xt  # Eq. 4: the posterior's mean ...
+        if not ot_ode and prev_step > 0:
+            xt = xt + std * randn(xt, generator)  # ... and its noise
         if mask is not None:
-            known = x1 if ot_ode else x1 + std_sb * _randn(x1, generator)  # Eq. 11
+            known = x1 if ot_ode else x1 + std_sb * randn(x1, generator)  # Eq. 11
             xt = keep_known(xt, known, mask)
         if callback is not None:
             callback(prev_step, step, xt, pred_x0)
     return xt
 
 
-def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, eta: float = DEFAULT_ETA,
-                    mask: Tensor | None = None, clip_denoise: bool = False,
-                    generator: Generators = None, callback: StepCallback | None = None,
-                    progress: bool = False, boot_noise: Tensor | None = None) -> Tensor:
+def _ddpm_coefs(bridge: BridgeTables, prev_step: int, step: int) -> tuple[tuple[float, float, float], float]:
+    """Eq. 4's coefficients and ``std_sb[prev_step]`` (Eq. 11, the known region of inpainting)."""
+    return bridge.posterior_coefs(prev_step, step), float(bridge.std_sb[prev_step])
+
+
+def sample_implicit(denoiser: Predictor, x1: Tensor, steps: Sequence[int], bridge: BridgeTables, *,
+                    mask: Tensor | None = None, generator: Generators = None, callback: StepCallback | None = None,
+                    eta: float = DEFAULT_ETA, boot_noise: Tensor | None = None) -> Tensor:
     """Implicit bridge sampler (:func:`implicit_coefs`) for SDE-trained models; ``x1`` (B, C, H, W) -> X_0.
 
-    Steps as :meth:`Bridge.timesteps` (``nfe`` evaluations). ``eta = 1`` is :meth:`Bridge.sample`
-    draw for draw (same generator -> same output up to float rounding, mask included). ``eta = 0`` draws
-    noise only in the first step: the result is a deterministic function of x1 and ``boot_noise``
-    (N(0, I), shape of x1; None draws it from ``generator``; zeros start from the posterior mean). No noise
-    is added at the last step (to step 0), as the authors do.
+    ``eta = 1`` is :func:`sample_ddpm` draw for draw (same generator -> same output up to float rounding, mask
+    included). ``eta = 0`` draws noise only in the first step: the result is a deterministic function of x1 and
+    ``boot_noise`` (N(0, I), shape of x1; None draws it from ``generator``; zeros start from the posterior mean).
+    No noise is added at the last step (to step 0), as the authors do.
 
-    Inpainting ``mask`` (1 = hole) as :meth:`Bridge.sample`: the hole of x1 is filled with N(0, 1), and after
-    every step the known region is set to Eq. 11 with X_0 = x1 there, ``x1 + std_sb[prev] * zeta``. The
-    authors draw zeta afresh each step; here ``zeta <- sqrt(1 - eta^2) zeta + eta z`` (still N(0, I) at every
-    step, fresh at eta = 1 -- the authors' rule -- and frozen after the first step at eta = 0).
+    Inpainting ``mask`` as :func:`sample_ddpm`: the hole of x1 is filled with N(0, 1), and after every step the
+    known region is set to Eq. 11 with X_0 = x1 there, ``x1 + std_sb[prev] * zeta``. The authors draw zeta
+    afresh each step; here ``zeta <- sqrt(1 - eta^2) zeta + eta z`` (still N(0, I) at every step, fresh at
+    eta = 1 -- the authors' rule -- and frozen after the first step at eta = 0).
     """
-    eta = check_eta(eta)
-    _check_x1(x1, mask)
-    steps = bridge.timesteps(nfe)
-    if boot_noise is not None and boot_noise.shape != x1.shape:
-        raise ValueError(f"boot_noise must have shape {tuple(x1.shape)}, got {tuple(boot_noise.shape)}")
     x1, mask = _start(x1, mask, generator)
     top, xt, zeta = bridge.n_steps - 1, x1, None
-    step_coefs = partial(_implicit_coefs, bridge, eta=eta)
-    for prev_step, step, (c, std_sb) in _pairs(steps, step_coefs, progress, "I2SB implicit sampling"):
-        pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
+    step_coefs = lambda s, t: (implicit_coefs(bridge, s, t, eta), float(bridge.std_sb[s]))  # noqa: E731
+    for prev_step, step, (c, std_sb) in _pairs(steps, step_coefs):
+        pred_x0 = denoiser(xt, _at(step, xt))
         booting = step == top
         x_prev = c.c_x0 * pred_x0 + c.c_x1 * x1 + c.c_xt * xt
         if prev_step > 0 and c.std > 0:
-            z = boot_noise.to(x1) if booting and boot_noise is not None else _randn(x1, generator)
+            z = boot_noise.to(x1) if booting and boot_noise is not None else randn(x1, generator)
             x_prev = x_prev + c.std * z
         if mask is not None:
             if booting:
-                zeta = boot_noise.to(x1) if boot_noise is not None else _randn(x1, generator)
+                zeta = boot_noise.to(x1) if boot_noise is not None else randn(x1, generator)
             elif eta > 0:
-                zeta = math.sqrt(1.0 - eta**2) * zeta + eta * _randn(x1, generator)
+                zeta = math.sqrt(1.0 - eta**2) * zeta + eta * randn(x1, generator)
             x_prev = keep_known(x_prev, x1 + std_sb * zeta, mask)
         xt = x_prev
         if callback is not None:
@@ -174,36 +142,27 @@ def implicit_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int,
     return xt
 
 
-def heun_steps(bridge: Bridge, nfe: int) -> list[int]:
-    """Steps of :func:`heun_sample` for ``nfe`` evaluations: ``Bridge.timesteps(nfe // 2 + 1)``."""
-    bridge.timesteps(nfe)  # validates nfe
-    return bridge.timesteps(nfe // 2 + 1)
+def sample_heun(denoiser: Predictor, x1: Tensor, steps: Sequence[int], bridge: BridgeTables, *,
+                mask: Tensor | None = None, generator: Generators = None, callback: StepCallback | None = None,
+                correct_first: bool = True) -> Tensor:
+    """Second-order OT-ODE solver (Heun / DPM-Solver-2 style, :func:`heun_coefs`).
 
-
-def heun_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mask: Tensor | None = None,
-                clip_denoise: bool = False, generator: Generators = None,
-                callback: StepCallback | None = None, progress: bool = False) -> Tensor:
-    """Second-order OT-ODE solver (Heun / DPM-Solver-2 style, :func:`heun_coefs`) with exactly ``nfe`` evaluations.
-
-    Each interval of :func:`heun_steps` takes the authors' OT-ODE step to an Euler state, predicts x0 there
-    and recombines both predictions. The last interval (to step 0) is not corrected: there sigma^2 is
-    tiny and a predictor is nearly the identity, so a correction would cost an evaluation for nothing
-    (as EDM's Heun skips sigma = 0); with even ``nfe`` the first interval is not corrected either.
-    ``nfe = 1`` and ``nfe = 2`` equal the authors' OT-ODE sampler. Mask: as ``Bridge.sample(ot_ode=True)``,
-    the known region is reset to x1 after every state (the Euler state included). The callback gets the
-    x0 the step moved towards: X_s = r X_t + (1 - r) pred_x0.
+    Each interval of ``steps`` takes the authors' OT-ODE step to an Euler state, predicts x0 there and
+    recombines both predictions. The last interval (to step 0) is not corrected: there sigma^2 is tiny and a
+    predictor is nearly the identity, so a correction would cost an evaluation for nothing (as EDM's Heun skips
+    sigma = 0); without ``correct_first`` the first interval is not corrected either. With K intervals that is
+    2K - 1 evaluations (2K - 2 without ``correct_first``): :func:`heun_steps` picks K and ``correct_first`` for
+    an NFE; NFE 1 and 2 equal the authors' OT-ODE sampler. Mask: as ``sample_ddpm(ot_ode=True)``, the known
+    region is reset to x1 after every state (the Euler state included). The callback gets the x0 the step
+    moved towards: X_s = r X_t + (1 - r) pred_x0.
     """
-    _check_x1(x1, mask)
-    steps = heun_steps(bridge, nfe)
     x1, mask = _start(x1, mask, generator)
     xt = x1
-    pairs = _pairs(steps, partial(heun_coefs, bridge), progress, "I2SB Heun sampling")
-    for i, (prev_step, step, (r, c_t, c_s)) in enumerate(pairs):
-        pred_x0 = _predict(predict_x0, xt, step, clip_denoise)
+    for i, (prev_step, step, (r, c_t, c_s)) in enumerate(_pairs(steps, lambda s, t: heun_coefs(bridge, s, t))):
+        pred_x0 = denoiser(xt, _at(step, xt))
         x_prev = keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)  # Euler: the authors' OT-ODE step
-        corrected = prev_step > 0 and not (nfe % 2 == 0 and i == 0)
-        if corrected:
-            pred_prev = _predict(predict_x0, x_prev, prev_step, clip_denoise)
+        if prev_step > 0 and (correct_first or i > 0):
+            pred_prev = denoiser(x_prev, _at(prev_step, xt))
             pred_x0 = (c_t * pred_x0 + c_s * pred_prev) / (1.0 - r)
             x_prev = keep_known(r * xt + (1.0 - r) * pred_x0, x1, mask)
         xt = x_prev
@@ -212,24 +171,27 @@ def heun_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mas
     return xt
 
 
-def multistep_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, mask: Tensor | None = None,
-                     clip_denoise: bool = False, generator: Generators = None,
-                     callback: StepCallback | None = None, progress: bool = False) -> Tensor:
+def heun_steps(bridge: BridgeTables, nfe: int) -> list[int]:
+    """Steps of :func:`sample_heun` for ``nfe`` evaluations: the authors' spacing with ``nfe // 2 + 1`` intervals."""
+    return timesteps(bridge, nfe // 2 + 1)
+
+
+def sample_multistep(denoiser: Predictor, x1: Tensor, steps: Sequence[int], bridge: BridgeTables, *,
+                     mask: Tensor | None = None, generator: Generators = None,
+                     callback: StepCallback | None = None) -> Tensor:
     """Second-order multistep OT-ODE solver (DPM-Solver++(2M)-like), one evaluation per step.
 
     x0_hat is extrapolated linearly in sigma^2 from this step's and the previous step's predictions and
     integrated exactly (:func:`ode_coefs`): X_s = r X_t + (1 - r) x0_t + (1 - g) delta (x0_t - x0_u) /
     (s_u - s_t), u the previous step. The first step has no history and is the authors' OT-ODE step
-    (so ``nfe = 1`` equals it). Steps as :meth:`Bridge.timesteps`; mask as ``Bridge.sample(ot_ode=True)``.
+    (so NFE 1 equals it). Mask as ``sample_ddpm(ot_ode=True)``.
     The callback gets the extrapolated x0: X_s = r X_t + (1 - r) pred_x0.
     """
-    _check_x1(x1, mask)
-    steps = bridge.timesteps(nfe)
     x1, mask = _start(x1, mask, generator)
     xt, history = x1, None
-    step_coefs = partial(_multistep_coefs, bridge)
-    for prev_step, step, ((r, g, delta), s_t) in _pairs(steps, step_coefs, progress, "I2SB multistep sampling"):
-        pred_t = _predict(predict_x0, xt, step, clip_denoise)
+    step_coefs = lambda s, t: (ode_coefs(bridge, s, t), float(bridge.std_fwd[t] ** 2))  # noqa: E731
+    for prev_step, step, ((r, g, delta), s_t) in _pairs(steps, step_coefs):
+        pred_t = denoiser(xt, _at(step, xt))
         pred_x0 = pred_t
         if history is not None:
             s_u, pred_u = history
@@ -242,64 +204,80 @@ def multistep_sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int
 
 
 # ---------------------------------------------------------------------------- registry
+def space_indices(num_steps: int, count: int) -> list[int]:
+    """``count`` indices spread over ``[0, num_steps - 1]``, the authors' spacing (``util.space_indices``).
+
+    The fractional stride is accumulated in Python floats and rounded with Python's ``round`` (ties to
+    even), which is what makes e.g. ``space_indices(1000, 3) == [0, 500, 999]``. ``1 <= count <= num_steps``.
+    """
+    stride = 1.0 if count <= 1 else (num_steps - 1) / (count - 1)
+    indices, position = [], 0.0
+    for _ in range(count):
+        indices.append(round(position))
+        position += stride
+    return indices
+
+
+def timesteps(bridge: BridgeTables, nfe: int) -> list[int]:
+    """``nfe + 1`` step indices from 0 to ``n_steps - 1`` (the authors' spacing), ``1 <= nfe < n_steps``."""
+    return space_indices(bridge.n_steps, nfe + 1)
+
+
+def _no_knobs(nfe: int, eta: float | None, ot_ode: bool) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
-class SamplerSpec:
-    """A sampler: its function, the models it is for (``ot_ode``: True, False or None = both), its steps."""
+class SamplerEntry:
+    """A sampler of :data:`SAMPLERS`: its function, the models it is for (``ot_ode``: True, False or None = both),
+    its steps for an NFE, and the knobs it takes from ``(nfe, eta, ot_ode)``."""
 
     run: Callable[..., Tensor]
     ot_ode: bool | None
-    steps: Callable[[Bridge, int], list[int]]
+    steps: Callable[[BridgeTables, int], list[int]] = timesteps
+    knobs: Callable[[int, "float | None", bool], dict[str, Any]] = _no_knobs
     uses_eta: bool = False
 
 
-def _timesteps(bridge: Bridge, nfe: int) -> list[int]:
-    return bridge.timesteps(nfe)
-
-
-SAMPLERS: dict[str, SamplerSpec] = {
-    "ddpm": SamplerSpec(ddpm_sample, None, _timesteps),
-    "implicit": SamplerSpec(implicit_sample, False, _timesteps, uses_eta=True),
-    "heun": SamplerSpec(heun_sample, True, heun_steps),
-    "multistep": SamplerSpec(multistep_sample, True, _timesteps),
+SAMPLERS: dict[str, SamplerEntry] = {
+    "ddpm": SamplerEntry(sample_ddpm, None, knobs=lambda nfe, eta, ot_ode: {"ot_ode": ot_ode}),
+    "implicit": SamplerEntry(sample_implicit, False, knobs=lambda nfe, eta, ot_ode: {"eta": eta}, uses_eta=True),
+    "heun": SamplerEntry(sample_heun, True, heun_steps, lambda nfe, eta, ot_ode: {"correct_first": nfe % 2 == 1}),
+    "multistep": SamplerEntry(sample_multistep, True),
 }
 MODEL_KIND = {False: "SDE-trained models (ot_ode=false)", True: "OT-ODE models (ot_ode=true)"}
 
 
-def check_sampler(sampler: str, ot_ode: bool, eta: float | None = None) -> SamplerSpec:
-    """The :data:`SAMPLERS` entry for ``sampler``; ``ValueError`` if it does not fit ``ot_ode`` or ``eta``."""
+def check_sampler(sampler: str, ot_ode: bool) -> None:
+    """The one check of a bridge sampler's name: one of :data:`SAMPLERS`, for models trained like ``ot_ode``;
+    ``ValueError`` otherwise (worded to follow the key's name, ``sampler: ...``)."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    spec = SAMPLERS[sampler]
-    if spec.ot_ode is not None and bool(ot_ode) != spec.ot_ode:
-        raise ValueError(f"sampler={sampler} is for {MODEL_KIND[spec.ot_ode]}, got ot_ode={bool(ot_ode)}; set "
-                         f"ot_ode={str(spec.ot_ode).lower()} explicitly to run it anyway, or use sampler=ddpm")
-    if eta is not None:
-        if not spec.uses_eta:
+        raise ValueError(f"must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    entry = SAMPLERS[sampler]
+    if entry.ot_ode is not None and bool(ot_ode) != entry.ot_ode:
+        raise ValueError(f"sampler={sampler} is for {MODEL_KIND[entry.ot_ode]}, got ot_ode={bool(ot_ode)}; set "
+                         f"ot_ode={str(entry.ot_ode).lower()} explicitly to run it anyway, or use sampler=ddpm")
+
+
+def sampler_eta(sampler: str, eta: float | None) -> float | None:
+    """The one check of ``eta`` for a known ``sampler``: the eta it runs with (implicit: ``eta`` in [0, 1], None
+    -> :data:`DEFAULT_ETA`; the others take none: None); ``ValueError`` otherwise."""
+    if not SAMPLERS[sampler].uses_eta:
+        if eta is not None:
             raise ValueError(f"eta applies to sampler=implicit only, got eta={eta} with sampler={sampler}")
-        check_eta(eta)
-    return spec
+        return None
+    return DEFAULT_ETA if eta is None else check_eta(eta)
 
 
-def sampler_steps(bridge: Bridge, sampler: str, nfe: int) -> list[int]:
-    """Step indices a sampler visits for ``nfe`` evaluations, from 0 to ``n_steps - 1``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    return SAMPLERS[sampler].steps(bridge, nfe)
+def check_eta(eta: float) -> float:
+    """``eta`` as a float in [0, 1]; ``ValueError`` otherwise."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"must be in [0, 1], got {eta!r}")
+    return float(eta)
 
 
-def sample(bridge: Bridge, predict_x0: Predictor, x1: Tensor, nfe: int, sampler: str = "ddpm",
-           eta: float | None = None, ot_ode: bool = False, mask: Tensor | None = None, clip_denoise: bool = False,
-           generator: Generators = None, callback: StepCallback | None = None,
-           progress: bool = False) -> Tensor:
-    """Restore ``x1`` (B, C, H, W) with ``sampler`` (see the module table) in ``nfe`` network evaluations.
-
-    ``ot_ode`` says how the model was trained; ``eta`` (implicit only; None: 0) is the implicit sampler's
-    stochasticity. Other arguments as :meth:`Bridge.sample`. Returns the state at step 0, (B, C, H, W).
-    """
-    spec = check_sampler(sampler, ot_ode, eta)
-    kwargs = dict(mask=mask, clip_denoise=clip_denoise, generator=generator, callback=callback, progress=progress)
-    if spec.uses_eta:
-        kwargs["eta"] = DEFAULT_ETA if eta is None else eta
-    if spec.ot_ode is None:
-        kwargs["ot_ode"] = ot_ode
-    return spec.run(bridge, predict_x0, x1, nfe, **kwargs)
+def bind_sampler(sampler: str, nfe: int, eta: float | None, ot_ode: bool) -> Callable[..., Tensor]:
+    """``sample_<sampler>`` with its knobs bound, called as ``run(denoiser, x1, steps, bridge, *, mask, generator,
+    callback)``; the values as checked (:func:`check_sampler`, :func:`sampler_eta`)."""
+    entry = SAMPLERS[sampler]
+    return partial(entry.run, **entry.knobs(nfe, eta, ot_ode))

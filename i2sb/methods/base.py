@@ -1,7 +1,10 @@
 """What every training method shares: boundary pairs made from a batch, the masked regression loss, the interface.
 
-A method turns a microbatch of boundary pairs into a loss (Algorithm 1 for I2SB). The trainer only talks to
-this interface, so the baselines trained "with the same trainer" (a DDPM prior, Palette) plug in through
+A method is EDM's loss object: built with its time distribution (``t_power``), it wraps a network in its denoiser
+(:meth:`Method.denoiser`) and turns a microbatch of boundary pairs into a loss, ``method.loss(denoiser, pair,
+generator)`` (Algorithm 1 for I2SB), reading the network through :meth:`~i2sb.core.denoiser.Denoiser.raw`. The
+trainer only talks to this interface (autocast and memory layout are the denoiser's settings, chosen by the
+trainer), so the baselines trained "with the same trainer" (a DDPM prior, Palette) plug in through
 :data:`i2sb.methods.METHODS` without touching the loop. How a trained network restores is
 :mod:`i2sb.restoration`'s business, not the method's.
 """
@@ -9,7 +12,7 @@ this interface, so the baselines trained "with the same trainer" (a DDPM prior, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,7 @@ from torch import Tensor, nn
 
 from ..config import TaskConfig
 from ..core.boundary import bridge_boundary
-from ..core.precision import autocast
+from ..core.denoiser import Denoiser
 from ..degrade import Degradation, build
 
 
@@ -34,23 +37,25 @@ class Pair:
 
 
 class Method(Protocol):
-    """A training objective: its network input width, its denoiser wrapper and its loss."""
+    """A training objective: its network input width, its denoiser and its loss."""
 
     name: str
     n_steps: int
     in_channels: int  # network input channels
+    t_power: float  # the training steps' distribution (:func:`draw_steps`)
 
-    def denoiser(self, net: nn.Module) -> nn.Module: ...
+    def denoiser(self, net: nn.Module, **settings: Any) -> Denoiser:
+        """``net`` in the method's x0-denoiser; ``settings`` as :class:`~i2sb.core.denoiser.Denoiser`'s."""
 
-    def loss(self, model: nn.Module, pair: Pair, g: torch.Generator, precision: str = "fp32",
-             channels_last: bool = False, t_power: float = 1.0) -> Tensor: ...
+    def loss(self, denoiser: Denoiser, pair: Pair, generator: torch.Generator) -> Tensor:
+        """The scalar loss of one microbatch, every draw from ``generator``."""
 
 
 def draw_steps(low: int, high: int, batch: int, g: torch.Generator, device: torch.device,
                t_power: float = 1.0) -> Tensor:
     """Training steps in ``[low, high)``, a LongTensor (batch,) on ``device``.
 
-    ``t_power = 1``: uniform, ``torch.randint`` (Algorithm 1's t ~ U, the same draws as before the option).
+    ``t_power = 1``: uniform, ``torch.randint`` (Algorithm 1's t ~ U; these exact draws keep old runs resumable).
     Otherwise ``step = low + floor(n u^(1 / t_power))`` with ``u ~ U(0, 1)`` and ``n = high - low``, so that
     ``P(step < low + s) = (s / n)^t_power``: a density growing as ``(step - low)^(t_power - 1)``, toward
     ``high`` (the end the samplers start from) for ``t_power > 1``.
@@ -83,14 +88,9 @@ def make_pair(batch: dict[str, Tensor], deg: Degradation | None, task: TaskConfi
     return Pair(x0, x1, mask, cond)
 
 
-def regression_loss(model: nn.Module, xt: Tensor, step: Tensor, cond: Tensor | None, target: Tensor,
-                    mask: Tensor | None, precision: str = "fp32", channels_last: bool = False) -> Tensor:
-    """MSE of ``model(xt, step, cond)`` (autocast per ``precision``, float32 loss) to ``target``; on the hole
-    only when ``mask`` (B, 1, H, W) is given. ``xt``/``target`` (B, 3, H, W), ``step`` (B,)."""
-    if channels_last:
-        xt = xt.contiguous(memory_format=torch.channels_last)
-    with autocast(xt.device, precision):
-        pred = model(xt, step, cond)
+def regression_loss(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+    """MSE of the network's output ``pred`` (in float32) to ``target`` (B, 3, H, W); on the hole only when ``mask``
+    (B, 1, H, W) is given."""
     pred = pred.float()
     if mask is not None:
         pred, target = mask * pred, mask * target

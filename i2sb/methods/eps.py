@@ -12,6 +12,7 @@ Both use ADM's linear schedule with ``task.n_steps`` steps (1000 by default).
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from ..baselines.eps import EpsDenoiser
 from ..baselines.gaussian import GaussianDiffusion
 from ..config import TaskConfig
+from ..core.denoiser import Denoiser
 from ..nets.unet import input_channels
 from .base import Pair, draw_steps, regression_loss
 
@@ -30,10 +32,10 @@ def degraded_image(pair: Pair) -> Tensor:
 
 class EpsMethod:
     """The baselines' objective: ADM's Gaussian diffusion and the eps-prediction loss, unconditional (``ddpm``)
-    or conditioned on the degraded image (``palette``)."""
+    or conditioned on the degraded image (``palette``); training steps drawn with ``t_power``."""
 
-    def __init__(self, task: TaskConfig, conditional: bool):
-        self.task, self.conditional = task, conditional
+    def __init__(self, task: TaskConfig, conditional: bool, t_power: float = 1.0):
+        self.task, self.conditional, self.t_power = task, conditional, t_power
         self.name = "palette" if conditional else "ddpm"
         self.n_steps = task.n_steps
         self.in_channels = input_channels(conditional)
@@ -43,29 +45,28 @@ class EpsMethod:
         """ADM's linear schedule with ``task.n_steps`` steps, built on first use."""
         return GaussianDiffusion.linear(self.n_steps)
 
-    def denoiser(self, net: nn.Module) -> nn.Module:
-        return EpsDenoiser(net, conditional=self.conditional)
+    def denoiser(self, net: nn.Module, **settings: Any) -> EpsDenoiser:
+        return EpsDenoiser(net, self.conditional, self.diffusion, **settings)
 
-    def loss(self, model: nn.Module, pair: Pair, g: torch.Generator, precision: str = "fp32",
-             channels_last: bool = False, t_power: float = 1.0) -> Tensor:
+    def loss(self, denoiser: Denoiser, pair: Pair, generator: torch.Generator) -> Tensor:
         """Ho et al. Algorithm 1: t ~ U{1..N} (``t_power`` > 1: skewed toward N, :func:`draw_steps`),
         x_t = q_sample(t, x0, eps), || eps - eps_theta(x_t, t) ||^2."""
-        x0 = pair.x0
-        step = draw_steps(1, self.n_steps + 1, x0.shape[0], g, x0.device, t_power)
+        x0, g = pair.x0, generator
+        step = draw_steps(1, self.n_steps + 1, x0.shape[0], g, x0.device, self.t_power)
         noise = torch.randn(x0.shape, generator=g, device=x0.device, dtype=x0.dtype)
         xt = self.diffusion.q_sample(step, x0, noise)
         mask = pair.mask if self.conditional else None
         if mask is not None:  # Palette inpainting: clean known pixels in the input, loss on the hole
             xt = mask * xt + (1 - mask) * x0
         cond = degraded_image(pair) if self.conditional else None
-        return regression_loss(model, xt, step, cond, noise, mask, precision, channels_last)
+        return regression_loss(denoiser.raw(xt, step, cond), noise, mask)
 
 
-def ddpm_method(task: TaskConfig) -> EpsMethod:
+def ddpm_method(task: TaskConfig, t_power: float = 1.0) -> EpsMethod:
     """``method=ddpm``: the unconditional prior (x1 is ignored)."""
-    return EpsMethod(task, conditional=False)
+    return EpsMethod(task, conditional=False, t_power=t_power)
 
 
-def palette_method(task: TaskConfig) -> EpsMethod:
+def palette_method(task: TaskConfig, t_power: float = 1.0) -> EpsMethod:
     """``method=palette``: conditional diffusion from Gaussian noise."""
-    return EpsMethod(task, conditional=True)
+    return EpsMethod(task, conditional=True, t_power=t_power)

@@ -1,8 +1,8 @@
 """Restoring images with a trained network: one :class:`Restorer` for every kind of model.
 
 * :mod:`.restorer`    -- :class:`Restorer` (inputs, options resolved once, padding, tiling) and the
-  :class:`Algorithm` interface it delegates the math to;
-* :mod:`.algorithms`  -- I2SB's bridge samplers, Palette, DDNM / DDNM+, prior samples;
+  :class:`RestorationKind` interface whose sampler it calls;
+* :mod:`.algorithms`  -- the kinds: I2SB's bridge samplers, Palette, DDNM / DDNM+, prior samples;
 * :mod:`.tiling`      -- reflection padding and seamless overlapping tiles;
 * :mod:`.spec`, :mod:`.checkpoints`, :mod:`.authors` -- reading the project's runs, the authors'
   ``results/NAME/`` and guided-diffusion's ADM into a network spec;
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-LOADING = ("ALGORITHMS", "load", "load_ddnm", "load_denoiser", "restorer_for")
-RESTORER = ("Algorithm", "OptionError", "Restorer", "SamplingOptions")
+LOADING = ("RESTORATION_KINDS", "load", "load_ddnm", "load_denoiser", "restorer_for")
+RESTORER = ("OptionError", "RestorationKind", "Restorer", "SamplingOptions")
 __all__ = sorted(LOADING + RESTORER)
 
 

@@ -188,7 +188,7 @@ def batches(items: list[Item], batch_size: int) -> Iterator[list[Item]]:
 # ---------------------------------------------------------------------------- trajectories
 def log_steps(restorer: Restorer, options: SamplingOptions, frames: int) -> list[int]:
     """The authors' logged steps: at most ``frames`` entries spread over the sampler's steps, 0 included."""
-    steps = restorer.algorithm.steps(options)
+    steps = options.steps
     count = len(steps) - 1
     return [steps[i] for i in space_indices(count, min(count, frames))]
 

@@ -1,5 +1,6 @@
 """From a checkpoint to a :class:`~i2sb.restoration.restorer.Restorer`: the run's training method decides how it
-restores (:data:`ALGORITHMS`), the same way for every entry point (``i2sb.load``, ``i2sb-sample``, validation)."""
+restores (:data:`RESTORATION_KINDS`), the same way for every entry point (``i2sb.load``, ``i2sb-sample``,
+validation)."""
 
 from __future__ import annotations
 
@@ -9,54 +10,54 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..baselines.ddnm import DDNMOptions
 from ..baselines.gaussian import GaussianDiffusion
 from ..config import TaskConfig
 from ..core.bridge import Bridge
+from ..core.denoiser import Denoiser
 from ..methods import build_method
 from ..utils.device import resolve_device
 from .algorithms import BridgeRestoration, ddnm_restoration, palette_restoration
 from .checkpoints import network_spec
-from .restorer import Algorithm, Restorer
+from .restorer import RestorationKind, Restorer
 from .spec import NetworkSpec, build_network
 
 
-def _bridge(task: TaskConfig, ddnm: DDNMOptions) -> Algorithm:
+def _bridge(task: TaskConfig, ddnm: DDNMOptions) -> RestorationKind:
     return BridgeRestoration(Bridge.symmetric(task.n_steps, task.beta_max), task)
 
 
-def _palette(task: TaskConfig, ddnm: DDNMOptions) -> Algorithm:
+def _palette(task: TaskConfig, ddnm: DDNMOptions) -> RestorationKind:
     return palette_restoration(GaussianDiffusion.linear(task.n_steps))
 
 
-def _ddnm(task: TaskConfig, ddnm: DDNMOptions) -> Algorithm:
+def _ddnm(task: TaskConfig, ddnm: DDNMOptions) -> RestorationKind:
     return ddnm_restoration(GaussianDiffusion.linear(task.n_steps), task, ddnm)
 
 
-ALGORITHMS: dict[str, Callable[[TaskConfig, DDNMOptions], Algorithm]] = {
+RESTORATION_KINDS: dict[str, Callable[[TaskConfig, DDNMOptions], RestorationKind]] = {
     "i2sb": _bridge,  # the bridge's samplers
     "palette": _palette,  # conditional sampling from noise
     "ddpm": _ddnm,  # an unconditional prior restores zero-shot with DDNM, on its task's operator
 }
 
 
-def restorer_for(method: str, denoiser: nn.Module, task: TaskConfig, image_size: int, default_nfe: int = 10,
+def restorer_for(method: str, denoiser: Denoiser, task: TaskConfig, image_size: int, default_nfe: int = 10,
                  ddnm: DDNMOptions = DDNMOptions(), validation: dict[str, Any] | None = None) -> Restorer:
     """The :class:`Restorer` of a network trained with ``method`` (already wrapped in its denoiser)."""
-    if method not in ALGORITHMS:
-        raise ValueError(f"no restoration for method={method} (known: {', '.join(ALGORITHMS)})")
-    return Restorer(denoiser, ALGORITHMS[method](task, ddnm), task, image_size, default_nfe, validation)
+    if method not in RESTORATION_KINDS:
+        raise ValueError(f"no restoration for method={method} (known: {', '.join(RESTORATION_KINDS)})")
+    return Restorer(denoiser, RESTORATION_KINDS[method](task, ddnm), task, image_size, default_nfe, validation)
 
 
-def denoiser_from_spec(spec: NetworkSpec, device: torch.device, source: str) -> nn.Module:
+def denoiser_from_spec(spec: NetworkSpec, device: torch.device, source: str) -> Denoiser:
     """The network of ``spec`` on ``device`` wrapped in its training method's denoiser (eval mode, float32)."""
     return build_method(spec.method, spec.task).denoiser(build_network(spec, device, source)).to(device).eval()
 
 
 def load_denoiser(ckpt: str | Path, device: torch.device | str = "auto", use_ema: bool = True,
-                  **model_overrides: Any) -> nn.Module:
+                  **model_overrides: Any) -> Denoiser:
     """The network of any checkpoint in its method's denoiser: an I2SB x0-denoiser, or an ε-network (a
     ``method=ddpm`` / ``palette`` run; guided-diffusion's ADM with its eps channels at ADM's time input)."""
     device = resolve_device(device)

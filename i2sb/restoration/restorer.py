@@ -1,28 +1,36 @@
-"""The one restoration path: a trained network + the algorithm it restores with, on images of any size.
+"""The one restoration path: a trained network + the kind of restoration it was trained for, on images of any size.
 
 >>> import i2sb
 >>> restorer = i2sb.load("runs/jpeg5", device="cuda")          # or the authors' results/jpeg-5/
 >>> restored = restorer.restore(images, nfe=10)                # images: (B, 3, H, W) in [-1, 1]
 
 :class:`Restorer` does what every kind of model needs -- checks the inputs, resolves and validates the
-sampling options once (:meth:`Restorer.options`), pads to the network's multiple, tiles large images, crops
-back -- and hands the math to an :class:`Algorithm` (:mod:`.algorithms`: I2SB's bridge samplers, Palette,
-DDNM). Validation during training, ``i2sb-sample``, ``i2sb.load(...).restore`` and ``scripts/compare.py``
-all restore through it.
+sampling options once (:meth:`Restorer.options`, the edge: the samplers below it trust their values), pads to the
+network's multiple, fixes how the denoiser calls its network (precision, clipping, tiling of large images, the
+memory layout), calls the sampler of its :class:`RestorationKind` (:mod:`.algorithms`: I2SB's bridge samplers,
+Palette, DDNM) and crops back. Validation during training, ``i2sb-sample``, ``i2sb.load(...).restore`` and
+``scripts/compare.py`` all restore through it.
+
+On CPUs the network is handed channels-last (NHWC) inputs: oneDNN's inference convolutions run faster on them
+(``scripts/bench.py --sections sample`` compares both layouts); the weights keep theirs. Training keeps NCHW unless
+``trainer.channels_last`` (the backward of the high-resolution convolutions is slower in NHWC). Other devices get
+NCHW inputs unless asked otherwise (``channels_last``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from ..config import TaskConfig
+from ..core.denoiser import Denoiser
 from ..core.noise import Generators
-from ..core.precision import PRECISIONS
+from ..core.precision import PRECISIONS, resolve_precision
 from ..core.types import StepCallback
 from ..evaluation.record import ValidationRecord
 from .tiling import TiledDenoiser, cropped_callback, pad_to_multiple, tile_starts
@@ -45,37 +53,43 @@ class OptionError(ValueError):
 class SamplingOptions:
     """Sampling settings after :meth:`Restorer.options` resolved defaults and checked them against the model.
 
-    ``eta`` is the value the algorithm uses (None where its sampler has no eta); ``tile`` 0 means no tiling.
+    ``eta`` is the value the sampler uses (None where it has no eta); ``precision`` is resolved for the device
+    (fp32 | bf16 | fp16); ``steps`` the step indices the sampler visits, ascending; ``tile`` 0 means no tiling.
     """
 
     nfe: int
+    steps: tuple[int, ...] = ()
     sampler: str = "ddpm"
     eta: float | None = None
     ot_ode: bool = False
     clip_denoise: bool = False
-    precision: str = "auto"
+    precision: str = "fp32"
     tile: int = 0
     tile_overlap: int = 0
     tile_batch: int | None = None  # images per network call when tiling (None: see tiling.default_tile_batch)
     channels_last: bool = False  # the network's weights in channels-last memory (NHWC convolutions on CUDA)
 
 
-class Algorithm(Protocol):
-    """The math of one kind of model (see :mod:`.algorithms`); :class:`Restorer` does the rest."""
+class RestorationKind(Protocol):
+    """How one kind of trained model restores (see :mod:`.algorithms`); :class:`Restorer` does the rest."""
 
     name: str
     max_nfe: int  # nfe ranges over 1 .. max_nfe
-    pads: bool  # inputs may be padded to the network's multiple (False: the algorithm needs the exact size)
+    pads: bool  # inputs may be padded to the network's multiple (False: the kind needs the exact size)
+    schedule: Any  # what its samplers read (the Bridge, or a GaussianDiffusion)
 
     def resolve(self, sampler: str, eta: float | None, ot_ode: bool | None) -> tuple[float | None, bool]:
-        """``(eta, ot_ode)`` the sampler runs with; ``ValueError`` if ``sampler`` / ``eta`` / ``ot_ode`` do not fit."""
+        """``(eta, ot_ode)`` the sampler runs with; :class:`OptionError` if ``sampler`` / ``eta`` / ``ot_ode``
+        do not fit. The one check of these values."""
 
-    def steps(self, options: SamplingOptions) -> list[int]:
-        """The step indices the sampler visits, ascending (what a trajectory can log)."""
+    def steps(self, sampler: str, nfe: int) -> list[int]:
+        """The step indices the (checked) sampler visits for ``nfe`` evaluations, ascending."""
 
-    def run(self, model: nn.Module, x1: Tensor, mask: Tensor | None, options: SamplingOptions,
-            generator: Generators, callback: StepCallback | None) -> Tensor:
-        """Restore ``x1`` (B, 3, H, W) with ``model`` (the denoiser, possibly tiled) -> (B, 3, H, W)."""
+    def sampler(self, options: SamplingOptions) -> Callable[..., Tensor]:
+        """``run(denoiser, x1, steps, schedule, *, mask, generator, callback)`` with its knobs bound."""
+
+    def boundary(self, x1: Tensor, mask: Tensor | None, generator: Generators) -> tuple[Tensor, Tensor | None]:
+        """``(x1, cond)``: the start of the sampler and the network's conditioning (None: unconditional)."""
 
 
 def check_range(images: Tensor) -> None:
@@ -103,29 +117,29 @@ def module_device(module: nn.Module) -> torch.device:
 class Restorer:
     """A trained network ready to restore images.
 
-    Attributes: ``denoiser`` (eval mode; ``denoiser.net`` is the U-Net), ``algorithm`` (:class:`Algorithm`),
+    Attributes: ``denoiser`` (eval mode; ``denoiser.net`` is the U-Net), ``kind`` (:class:`RestorationKind`),
     ``task`` (:class:`~i2sb.config.TaskConfig`), ``image_size`` (training size, the default tile),
     ``validation`` (the model's :class:`~i2sb.evaluation.record.ValidationRecord`, PSNR and SWD per NFE its
     training validation tried, or None), ``default_nfe`` (the NFE of the best validation PSNR, else
     ``fallback_nfe``: the checkpoint's ``trainer.eval_nfe``), ``device``, ``down_factor``.
     """
 
-    def __init__(self, denoiser: nn.Module, algorithm: Algorithm, task: TaskConfig, image_size: int,
+    def __init__(self, denoiser: Denoiser, kind: RestorationKind, task: TaskConfig, image_size: int,
                  default_nfe: int = 10, validation: ValidationRecord | dict | None = None):
-        self.denoiser, self.algorithm, self.task = denoiser, algorithm, task
+        self.denoiser, self.kind, self.task = denoiser, kind, task
         self.image_size, self.fallback_nfe = int(image_size), int(default_nfe)
         self.validation = ValidationRecord.from_dict(validation) if isinstance(validation, dict) else validation
         self.default_nfe = self.nfe_for("fidelity")
 
     def __repr__(self) -> str:
-        return (f"Restorer({self.algorithm.name}, task={self.task.name!r}, image_size={self.image_size}, "
+        return (f"Restorer({self.kind.name}, task={self.task.name!r}, image_size={self.image_size}, "
                 f"device={self.device})")
 
     def choose_nfe(self, prefer: str = "fidelity") -> tuple[int, str]:
         """``(nfe, why)``: the NFE ``prefer`` (``fidelity``: best PSNR, ``realism``: lowest SWD) picks from the
         validation record, or ``fallback_nfe`` without one; ``why`` says which, in one line."""
         best = self.validation.best(prefer) if self.validation is not None else None
-        if best is None or best.nfe > self.algorithm.max_nfe:
+        if best is None or best.nfe > self.kind.max_nfe:
             missing = "no validation record" if self.validation is None else f"no {prefer} scores in its record"
             return self.fallback_nfe, f"the checkpoint's default (its trainer.eval_nfe; {missing})"
         return best.nfe, self.validation.reason(prefer)
@@ -156,7 +170,7 @@ class Restorer:
         """Resolve defaults and check every sampling option against this model; :class:`OptionError` otherwise.
 
         Args:
-            nfe: network evaluations, 1 .. ``algorithm.max_nfe``; None: ``default_nfe``.
+            nfe: network evaluations, 1 .. ``kind.max_nfe``; None: ``default_nfe``.
             sampler, eta, ot_ode: the sampler (I2SB: ``ddpm`` | ``implicit`` | ``heun`` | ``multistep``, see
                 :mod:`i2sb.core.samplers`; baselines: ``ddpm`` | ``implicit``), its stochasticity, and the
                 deterministic OT-ODE (None: as trained).
@@ -173,22 +187,20 @@ class Restorer:
                 channels-last anyway, :mod:`i2sb.core.layout`). Same values, another memory layout.
         """
         nfe = self.default_nfe if nfe is None else nfe
-        if isinstance(nfe, bool) or not isinstance(nfe, Integral) or not 1 <= nfe <= self.algorithm.max_nfe:
-            raise OptionError("nfe", f"must be in 1..{self.algorithm.max_nfe} for this checkpoint "
-                                     f"({self.algorithm.name}), got {nfe!r}")
-        for key, given_eta in (("sampler", None), ("eta", eta)):
-            try:
-                eta_used, ot_ode_used = self.algorithm.resolve(sampler, given_eta, ot_ode)
-            except ValueError as err:
-                raise OptionError(key, str(err)) from None
+        if isinstance(nfe, bool) or not isinstance(nfe, Integral) or not 1 <= nfe <= self.kind.max_nfe:
+            raise OptionError("nfe", f"must be in 1..{self.kind.max_nfe} for this checkpoint "
+                                     f"({self.kind.name}), got {nfe!r}")
+        eta_used, ot_ode_used = self.kind.resolve(sampler, eta, ot_ode)
         if precision not in PRECISIONS:
             raise OptionError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         tile, tile_overlap = self._tiling(tile, tile_overlap)
         if tile_batch is not None and (isinstance(tile_batch, bool) or not isinstance(tile_batch, Integral)
                                        or tile_batch < 1):
             raise OptionError("tile_batch", f"must be None (auto) or a positive integer, got {tile_batch!r}")
-        return SamplingOptions(int(nfe), sampler, eta_used, ot_ode_used, bool(clip_denoise), precision, tile,
-                               tile_overlap, None if tile_batch is None else int(tile_batch), bool(channels_last))
+        steps = tuple(self.kind.steps(sampler, int(nfe)))
+        return SamplingOptions(int(nfe), steps, sampler, eta_used, ot_ode_used, bool(clip_denoise),
+                               resolve_precision(precision, self.device), tile, tile_overlap,
+                               None if tile_batch is None else int(tile_batch), bool(channels_last))
 
     def _tiling(self, tile: int | None, overlap: int | None) -> tuple[int, int]:
         m = self.down_factor
@@ -205,7 +217,7 @@ class Restorer:
         """Network evaluations per sampler step for one image of ``height x width``: its tiles (1 untiled)."""
         if not options.tile:
             return 1
-        m = self.down_factor if self.algorithm.pads else 1
+        m = self.down_factor if self.kind.pads else 1
         padded = [-(-side // m) * m for side in (height, width)]
         return len(tile_starts(padded[0], options.tile, options.tile_overlap)) * \
             len(tile_starts(padded[1], options.tile, options.tile_overlap))
@@ -230,19 +242,27 @@ class Restorer:
         self._check_generator(generator)
         x1, mask = self._check_inputs(images, mask)
         height, width = x1.shape[-2:]
-        if self.algorithm.pads:
+        if self.kind.pads:
             x1 = pad_to_multiple(x1, self.down_factor)
             mask = None if mask is None else pad_to_multiple(mask, self.down_factor)
         elif height % self.down_factor or width % self.down_factor:
-            raise ValueError(f"{self.algorithm.name} needs image sides divisible by {self.down_factor}, got "
+            raise ValueError(f"{self.kind.name} needs image sides divisible by {self.down_factor}, got "
                              f"{width}x{height}")
         if options.channels_last:
             self.denoiser.to(memory_format=torch.channels_last)
-        model = self.denoiser
-        if options.tile:
-            model = TiledDenoiser(self.denoiser, options.tile, options.tile_overlap, options.tile_batch)
-        out = self.algorithm.run(model, x1, mask, options, generator, cropped_callback(callback, height, width))
+        x1, cond = self.kind.boundary(x1, mask, generator)
+        run = self.kind.sampler(options)
+        out = run(self._configured(options, cond), x1, options.steps, self.kind.schedule, mask=mask,
+                  generator=generator, callback=cropped_callback(callback, height, width))
         return out[..., :height, :width].to(device=images.device, dtype=images.dtype)
+
+    def _configured(self, options: SamplingOptions, cond: Tensor | None) -> Denoiser:
+        """The denoiser as this restoration calls it: precision, clipping, tiles, layout and ``cond`` fixed."""
+        tiles = None
+        if options.tile:
+            tiles = TiledDenoiser(self.denoiser.net_call, options.tile, options.tile_overlap, options.tile_batch)
+        return self.denoiser.configured(precision=options.precision, clip_denoise=options.clip_denoise,
+                                        channels_last=self.device.type == "cpu", cond=cond, tiles=tiles)
 
     def _check_generator(self, generator: Generators) -> None:
         """Every generator on this model's device (``torch.randn`` draws on the generator's device)."""

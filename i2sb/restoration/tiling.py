@@ -49,7 +49,9 @@ TILE_BATCH = 8  # default images per network call when tiling off the CPU: max(b
 
 
 class TiledDenoiser:
-    """``denoiser(xt, step, cond)`` evaluated on overlapping tiles and blended without seams.
+    """``denoiser(xt, step, cond)`` evaluated on overlapping tiles and blended without seams: the
+    :class:`~i2sb.core.denoiser.Tiles` of a restoration, around the network's output
+    (:meth:`~i2sb.core.denoiser.Denoiser.net_call`), so that x0 is computed once from the blend.
 
     Each tile's output is weighted by a separable raised-cosine window; the weighted sum is divided by the
     sum of the weights, so the blend is a convex combination at every pixel (a constant output stays
@@ -94,10 +96,14 @@ class TiledDenoiser:
             self._blend[key] = ([(rows, cols) for rows, cols, _ in tiles], weights, norm)
         return self._blend[key]
 
+    def whole(self, x: Tensor) -> bool:
+        """Whether ``x`` (B, C, H, W) fits in one tile: the network then sees the image itself."""
+        return x.shape[-2] <= self.tile and x.shape[-1] <= self.tile
+
     def __call__(self, xt: Tensor, step: Tensor, cond: Tensor | None = None) -> Tensor:
-        height, width = xt.shape[-2:]
-        if height <= self.tile and width <= self.tile:  # one tile: the network sees the image itself
+        if self.whole(xt):
             return self.denoiser(xt, step, cond)
+        height, width = xt.shape[-2:]
         tiles, weights, norm = self.blend_weights(xt)
         total = None
         for first, parts in self._evaluate(tiles, xt, step, cond):

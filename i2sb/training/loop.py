@@ -114,16 +114,16 @@ def _after_stop(stop: StopSignals, message: str) -> None:
 
 
 def _loop(cfg, info, trainer, loader, deg, validator, writer, stop: StopSignals, vote: StopVote) -> dict[str, Any]:
-    t = cfg.trainer
+    opt = cfg.trainer
     bar = _progress(cfg, info, trainer.step)
     loss_sum = torch.zeros((), device=trainer.device)
     last_log, last_time, summary = trainer.step, time.perf_counter(), {"preempted": False}
-    while trainer.step < t.max_steps:
+    while trainer.step < opt.max_steps:
         loss = trainer.train_step([next(loader) for _ in range(trainer.n_micro)], deg)
         loss_sum += torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss))
         if bar is not None:
             bar.update(1)
-        if trainer.step % t.log_every == 0 or trainer.step == t.max_steps:
+        if trainer.step % opt.log_every == 0 or trainer.step == opt.max_steps:
             values = _log_values(trainer, loss_sum, trainer.step - last_log, time.perf_counter() - last_time)
             _check_bad_steps(trainer, info)
             if writer is not None:
@@ -133,15 +133,15 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop: StopSignals,
             summary.update(values)
             loss_sum.zero_()
             last_log, last_time = trainer.step, time.perf_counter()
-        if validator is not None and (trainer.step % t.eval_every == 0 or trainer.step == t.max_steps):
+        if validator is not None and (trainer.step % opt.eval_every == 0 or trainer.step == opt.max_steps):
             values = validator.run(trainer.step, writer)
             trainer.validation = validator.record  # saved with the checkpoint: i2sb-sample's default NFE
-            _write_line(bar, validation_line(trainer.step, t.eval_nfe, values))
+            _write_line(bar, validation_line(trainer.step, opt.eval_nfe, values))
             summary.update(values)
-        saved = trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps
+        saved = trainer.step % opt.ckpt_every == 0 or trainer.step == opt.max_steps
         if saved:
-            trainer.save(keep=t.keep_every > 0 and trainer.step % t.keep_every == 0)
-        if vote(stop.requested) and trainer.step < t.max_steps:
+            trainer.save(keep=opt.keep_every > 0 and trainer.step % opt.keep_every == 0)
+        if vote(stop.requested) and trainer.step < opt.max_steps:
             if not saved:
                 trainer.save()
             message = stop_message(stop.reason(), str(trainer.run_dir / LATEST), trainer.step, stop.interrupted)

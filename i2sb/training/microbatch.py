@@ -60,8 +60,7 @@ def probe_fits(trainer: Trainer, microbatch: int) -> bool:
         if deg is None:  # paired data: x1 comes with the batch
             batch["x1"] = batch["x0"].clone()
         pair = make_pair(batch, deg, cfg.task, g, device)
-        t = cfg.trainer
-        trainer.method.loss(trainer.denoiser, pair, g, t.precision, t.channels_last, t.t_power).backward()
+        trainer.method.loss(trainer.denoiser, pair, g).backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return True

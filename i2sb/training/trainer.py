@@ -18,9 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, TrainConfig, to_container
+from ..core.denoiser import Denoiser
 from ..core.precision import resolve_precision
 from ..degrade import Degradation
-from ..methods import build_method, make_pair
+from ..methods import Method, build_method, make_pair
 from ..nets.guided_diffusion import load_adm_init
 from ..nets.unet import UNet
 from ..restoration.checkpoints import FORMAT, LATEST, VERSION
@@ -41,9 +42,9 @@ def resolved(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     return replace(cfg, trainer=replace(cfg.trainer, precision=precision))
 
 
-def build_unet(cfg: TrainConfig) -> UNet:
-    """The U-Net of ``cfg.model`` with the input channels of ``cfg.method`` (6 with x1 conditioning)."""
-    return UNet(in_channels=build_method(cfg.method, cfg.task).in_channels, **cfg.model.unet_kwargs())
+def build_unet(cfg: TrainConfig, method: Method) -> UNet:
+    """The U-Net of ``cfg.model`` with the input channels of ``method`` (6 with x1 conditioning)."""
+    return UNet(in_channels=method.in_channels, **cfg.model.unet_kwargs())
 
 
 def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.device):
@@ -53,13 +54,13 @@ def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig, device: torch.
     (k // lr_step)``: StepLR's decay under a linear warm-up (a LambdaLR; StepLR itself otherwise, so runs
     without warm-up resume from older checkpoints).
     """
-    t = cfg.trainer
-    fused = t.fused_optimizer and device.type in ("cuda", "cpu")
-    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay,
+    opt = cfg.trainer
+    fused = opt.fused_optimizer and device.type in ("cuda", "cpu")
+    optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=(0.9, opt.adam_beta2), weight_decay=opt.weight_decay,
                                   fused=fused or None)
-    if t.lr_warmup <= 0:
-        return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.lr_step, gamma=t.lr_gamma)
-    factor = _WarmupStepFactor(t.lr_warmup, t.lr_step, t.lr_gamma)
+    if opt.lr_warmup <= 0:
+        return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=opt.lr_step, gamma=opt.lr_gamma)
+    factor = _WarmupStepFactor(opt.lr_warmup, opt.lr_step, opt.lr_gamma)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -81,18 +82,18 @@ def step_generator(seed: int, rank: int, step: int, device: torch.device) -> tor
 def micro_steps(cfg: TrainConfig, world_size: int) -> int:
     """Microbatches per rank and optimiser step; ``batch_size`` must split evenly (with ``microbatch=auto``:
     over the ranks, and 1 until the microbatch is chosen)."""
-    t = cfg.trainer
-    if t.microbatch == AUTO:
-        if t.batch_size % world_size:
-            raise ConfigError(f"config key 'trainer.batch_size': {t.batch_size} is not divisible by world_size "
+    batch, micro = cfg.trainer.batch_size, cfg.trainer.microbatch
+    if micro == AUTO:
+        if batch % world_size:
+            raise ConfigError(f"config key 'trainer.batch_size': {batch} is not divisible by world_size "
                               f"({world_size})")
         return 1
-    if t.batch_size % (world_size * t.microbatch):
+    if batch % (world_size * micro):
         raise ConfigError(
-            f"config key 'trainer.batch_size': {t.batch_size} is not divisible by world_size ({world_size}) "
-            f"x trainer.microbatch ({t.microbatch})"
+            f"config key 'trainer.batch_size': {batch} is not divisible by world_size ({world_size}) "
+            f"x trainer.microbatch ({micro})"
         )
-    return t.batch_size // (world_size * t.microbatch)
+    return batch // (world_size * micro)
 
 
 class Trainer:
@@ -109,16 +110,17 @@ class Trainer:
         self.cfg, self.info, self.device = cfg, info, info.device
         self.run_dir = Path(cfg.run_dir)
         self.n_micro = micro_steps(cfg, info.world_size)
-        self.method = build_method(cfg.method, cfg.task)
+        opt = cfg.trainer
+        self.method = build_method(cfg.method, cfg.task, opt.t_power)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.unet = build_unet(cfg)
+        self.unet = build_unet(cfg, self.method)
         if cfg.model.init:
             load_adm_init(self.unet, cfg.model.init)
         self.unet.to(self.device)
-        if cfg.trainer.channels_last:
+        if opt.channels_last:
             self.unet.to(memory_format=torch.channels_last)
-        self.denoiser = self.method.denoiser(self.unet).to(self.device)
-        self.ema = EMA(self.unet, cfg.trainer.ema, cfg.trainer.ema_warmup)
+        self.denoiser = self._denoiser(self.unet)
+        self.ema = EMA(self.unet, opt.ema, opt.ema_warmup)
         self._choose_microbatch()
         self.optimizer, self.scheduler = build_optimizer(list(self.unet.parameters()), cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.trainer.precision == "fp16")
@@ -126,23 +128,31 @@ class Trainer:
         self.validation: dict[str, Any] = {}  # the last validation's record (i2sb.evaluation.record)
         self.bad_total = torch.zeros((), dtype=torch.long, device=self.device)
         self.bad_run = torch.zeros((), dtype=torch.long, device=self.device)
-        self.ddp = wrap_ddp(self.denoiser, self.device, cfg.trainer.ddp_broadcast_buffers,
-                            cfg.trainer.ddp_bucket_view) if info.distributed else None
-        self.model: nn.Module = self.ddp if self.ddp is not None else self.denoiser
-        if cfg.trainer.compile:
-            self.model = torch.compile(self.model)
+        self.ddp = wrap_ddp(self.unet, self.device, opt.ddp_broadcast_buffers, opt.ddp_bucket_view) \
+            if info.distributed else None
+        net: nn.Module = self.ddp if self.ddp is not None else self.unet
+        if opt.compile:
+            net = torch.compile(net)
+        if net is not self.unet:
+            self.denoiser = self._denoiser(net)
+
+    def _denoiser(self, net: nn.Module) -> Denoiser:
+        """The method's denoiser around ``net`` (the U-Net, or it under DDP / compiled): autocast per
+        ``trainer.precision``, ``xt`` channels-last per ``trainer.channels_last``."""
+        opt = self.cfg.trainer
+        return self.method.denoiser(net, precision=opt.precision, channels_last=opt.channels_last).to(self.device)
 
     def _choose_microbatch(self) -> None:
         """``trainer.microbatch=auto`` -> the largest that fits (:mod:`.microbatch`), in :attr:`cfg` from here on."""
-        t = self.cfg.trainer
-        if t.microbatch != AUTO:
+        opt = self.cfg.trainer
+        if opt.microbatch != AUTO:
             return
-        per_rank = t.batch_size // self.info.world_size
+        per_rank = opt.batch_size // self.info.world_size
         chosen = choose_microbatch(self, per_rank)
-        self.cfg = replace(self.cfg, trainer=replace(t, microbatch=chosen))
+        self.cfg = replace(self.cfg, trainer=replace(opt, microbatch=chosen))
         self.n_micro = micro_steps(self.cfg, self.info.world_size)
         print0(self.info, f"[i2sb] trainer.microbatch=auto: {chosen} on {self.device} ({self.n_micro} passes of "
-                          f"{chosen} per step and rank, batch {t.batch_size})")
+                          f"{chosen} per step and rank, batch {opt.batch_size})")
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batches: list[dict[str, Tensor]], deg: Degradation | None) -> Tensor:
@@ -151,12 +161,11 @@ class Trainer:
         torch.manual_seed(g.initial_seed())  # dropout and any other global draw, per step
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
-        t = self.cfg.trainer
         for i, batch in enumerate(batches):
             pair = make_pair(batch, deg, self.cfg.task, g, self.device)
             last = i == len(batches) - 1
             with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
-                loss = self.method.loss(self.model, pair, g, t.precision, t.channels_last, t.t_power) / len(batches)
+                loss = self.method.loss(self.denoiser, pair, g) / len(batches)
                 self.scaler.scale(loss).backward()
             total += loss.detach()
         self._optimizer_step(total)
