@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from i2sb.core.bridge import Bridge
-from i2sb.core.denoiser import Denoiser
+from i2sb.core.denoiser import BridgeDenoiser
 from i2sb.distill.alternate import aux_step, draw_loss_steps, frozen, ibmd_iteration, student_step
-from i2sb.distill.generator import (BridgeGenerator, X0Denoiser, add_input_channels, draw_pair, draw_z, generate,
+from i2sb.distill.generator import (BridgeGenerator, add_input_channels, draw_pair, draw_z, generate,
                                     student_steps)
 from i2sb.distill.objective import aux_loss, bridge_point, end_coefs, loss_weight, student_loss
 from i2sb.nets.unet import UNet, input_channels
@@ -45,10 +45,10 @@ def bridge():
 
 def models(bridge, cond_x1=True):
     """(teacher, aux, student): x0-predictors from one teacher U-Net, the student widened by 3 z channels."""
-    teacher = Denoiser(tiny_unet(cond_x1), N_STEPS, cond_x1=cond_x1).requires_grad_(False)
-    aux = X0Denoiser(copy.deepcopy(teacher).requires_grad_(True), bridge)
-    student = BridgeGenerator.from_denoiser(teacher, bridge, z_channels=3, generator=torch.Generator().manual_seed(1))
-    return X0Denoiser(teacher, bridge), aux, student
+    teacher = BridgeDenoiser(tiny_unet(cond_x1), bridge, cond_x1=cond_x1).requires_grad_(False)
+    aux = copy.deepcopy(teacher).requires_grad_(True)
+    student = BridgeGenerator.from_denoiser(teacher, z_channels=3, generator=torch.Generator().manual_seed(1))
+    return teacher, aux, student
 
 
 def images(batch=2, seed=0):

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.bridge import Bridge
+from ..core.denoiser import BridgeDenoiser
 from ..core.noise import Generators, randn
 
 Generator = Callable[[Tensor, int, "Tensor | None", "Tensor | None"], Tensor]
@@ -131,7 +132,7 @@ class BridgeGenerator(nn.Module):
     """``G(X_s, s, cond, z)``: the teacher's eps-network on ``cat([X_s, cond, z])``, Eq. 12 inverted to x0.
 
     ``net(x, t) -> eps`` with the authors' time input ``t = noise_levels[s]`` (as
-    :class:`~i2sb.core.denoiser.Denoiser`), ``x0 = X_s - std_fwd[s] eps`` (:meth:`Bridge.pred_x0`).
+    :class:`~i2sb.core.denoiser.BridgeDenoiser`), ``x0 = X_s - std_fwd[s] eps`` (:meth:`Bridge.pred_x0`).
     Build it from a teacher with :meth:`from_denoiser`.
     """
 
@@ -141,12 +142,12 @@ class BridgeGenerator(nn.Module):
         self.register_buffer("noise_levels", noise_levels.detach().clone(), persistent=False)
 
     @classmethod
-    def from_denoiser(cls, denoiser: nn.Module, bridge: Bridge, z_channels: int = 3, z_init: float = 0.1,
+    def from_denoiser(cls, denoiser: BridgeDenoiser, z_channels: int = 3, z_init: float = 0.1,
                       generator: torch.Generator | None = None) -> "BridgeGenerator":
-        """The student initialised from a teacher :class:`~i2sb.core.denoiser.Denoiser` (``net``,
+        """The student initialised from a teacher :class:`~i2sb.core.denoiser.BridgeDenoiser` (``net``, ``bridge``,
         ``noise_levels``, ``cond_x1``), widened by ``z_channels`` (:func:`add_input_channels`)."""
         net = add_input_channels(denoiser.net, z_channels, z_init, generator)
-        return cls(net, bridge, denoiser.noise_levels, denoiser.cond_x1, z_channels)
+        return cls(net, denoiser.bridge, denoiser.noise_levels, denoiser.cond_x1, z_channels)
 
     def forward(self, xs: Tensor, step: int, cond: Tensor | None = None, z: Tensor | None = None) -> Tensor:
         """``xs`` (B, C, H, W) at ``step`` (int), ``cond`` x1 when ``cond_x1``, ``z`` (B, z_channels, H, W)."""
@@ -163,15 +164,3 @@ class BridgeGenerator(nn.Module):
         eps = self.net(torch.cat(parts, dim=1), t)
         return self.bridge.pred_x0(step, xs, eps.to(xs.dtype))
 
-
-class X0Denoiser(nn.Module):
-    """``(xt, step, cond) -> x0`` from an eps-denoiser (today's :class:`~i2sb.core.denoiser.Denoiser`): Eq. 12
-    inverted *with* autograd (unlike :func:`~i2sb.core.denoiser.make_predictor`), so IBMD's generator loss can
-    backpropagate through the teacher's and the auxiliary model's input. Its parameters are the denoiser's."""
-
-    def __init__(self, denoiser: nn.Module, bridge: Bridge):
-        super().__init__()
-        self.denoiser, self.bridge = denoiser, bridge
-
-    def forward(self, xt: Tensor, step: Tensor, cond: Tensor | None = None) -> Tensor:
-        return self.bridge.pred_x0(step, xt, self.denoiser(xt, step, cond).to(xt.dtype))
