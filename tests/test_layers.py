@@ -59,20 +59,17 @@ def resolve(module: str, path: Path, node: ast.ImportFrom) -> list[str]:
     return found or [base]
 
 
-def type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
 def imports(module: str, path: Path) -> tuple[set[str], list[tuple[int, str, bool]]]:
-    """``(modules imported at module level, [(line, imported, inside a function)] of every import)``."""
+    """``(modules imported at module level, [(line, imported, inside a function)] of every import)``.
+
+    Imports under ``if TYPE_CHECKING:`` count as module-level ones: an annotation that needs a module above or
+    beside this one is a dependency all the same (a reader follows it), so it must point down the layers too."""
     tree = ast.parse(path.read_text())
     top_level: set[str] = set()
     every: list[tuple[int, str, bool]] = []
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if type_checking_block(child):
-                continue  # annotations only, never executed
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in child.names] if isinstance(child, ast.Import) else \
                     resolve(module, path, child) or [child.module or ""]
@@ -94,6 +91,13 @@ def owner(name: str) -> str:
     while name not in MODULES and "." in name:
         name = name.rsplit(".", 1)[0]
     return name
+
+
+def test_type_checking_imports_count(tmp_path):
+    source = tmp_path / "annotated.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from i2sb.training.trainer import Trainer\n")
+    top_level, _ = imports("i2sb.core.annotated", source)
+    assert "i2sb.training.trainer" in top_level
 
 
 def test_every_module_is_in_a_layer():

@@ -12,19 +12,31 @@ little from larger passes: the largest divisor up to :data:`HOST_MICROBATCH`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-from ..methods import make_pair, task_degradation
-
-if TYPE_CHECKING:  # annotations only: the trainer imports this module
-    from .trainer import Trainer
+from ..config import TrainConfig
+from ..core.denoiser import Denoiser
+from ..methods import Method, make_pair, task_degradation
+from .dist import DistInfo
 
 AUTO = "auto"
 HOST_MICROBATCH = 8  # auto on CPU / MPS: the largest divisor of the per-rank batch up to this
 MARGIN = 0.1  # share of the GPU's memory held back while probing (validation, fragmentation)
+
+
+class Trainer(Protocol):
+    """What the probe reads of a :class:`~i2sb.training.trainer.Trainer` (which imports this module)."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    device: torch.device
+    unet: nn.Module
+    method: Method
+    denoiser: Denoiser
 
 
 def divisors(n: int) -> list[int]:
