@@ -207,20 +207,17 @@ def sampling_rows(sample_at: Callable[[int], Any], forward: Callable[[], Any], a
 
 
 def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
-    """Our restoration at ``precision`` (``"fp32 nchw"``: fp32 with the network fed NCHW, as before
-    :mod:`i2sb.core.layout`, for the side-by-side row)."""
+    """Our restoration at ``precision`` (``"fp32 nchw"``: fp32 with the network fed NCHW instead of restoration's
+    channels-last on CPUs, for the side-by-side row)."""
     import torch
 
-    import i2sb.core.denoiser
     from i2sb.bridge import Bridge
-    from i2sb.core.denoiser import Denoiser, make_predictor
+    from i2sb.core.denoiser import BridgeDenoiser
     from i2sb.utils.device import resolve_device
     from i2sb.unet import UNet
 
-    if precision.endswith(" nchw"):
-        precision = precision.removesuffix(" nchw")
-        i2sb.core.denoiser.restoration_layout = lambda x: x  # this worker process only
-
+    nchw = precision.endswith(" nchw")
+    precision = precision.removesuffix(" nchw")
     device = resolve_device(args.device)
     cfg = model_config(args.model, args.size)
     cfg = {k: v for k, v in cfg.items() if k not in ("name", "init")}
@@ -229,11 +226,11 @@ def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     with torch.no_grad():  # a non-trivial network: perturb the zero-initialised output layers
         for p in unet.parameters():
             p.add_(1e-3 * torch.randn_like(p))
-    denoiser = Denoiser(unet).to(device).eval()
     bridge = Bridge.symmetric(1000, 0.3)
+    predictor = BridgeDenoiser(unet, bridge, precision=precision,
+                               channels_last=device.type == "cpu" and not nchw).to(device).eval()
     size = cfg["image_size"]
     x1 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
-    predictor = make_predictor(denoiser, bridge, precision=precision)
     sync = device_sync(device)
     step = torch.full((args.batch,), 500, device=device)
     g = torch.Generator(device=device).manual_seed(0)

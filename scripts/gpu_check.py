@@ -113,7 +113,7 @@ def sample_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str
 
     from i2sb.bridge import Bridge
     from i2sb.config import TaskConfig
-    from i2sb.core.denoiser import Denoiser
+    from i2sb.core.denoiser import BridgeDenoiser
     from i2sb.core.precision import resolve_precision
     from i2sb.restoration import Restorer
     from i2sb.restoration.algorithms import BridgeRestoration
@@ -124,8 +124,9 @@ def sample_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str
     kwargs = {k: v for k, v in bench.model_config(args.model, args.size).items() if k not in ("name", "init")}
     torch.manual_seed(0)
     task = TaskConfig(name="jpeg5", degradation=None)
-    restorer = Restorer(Denoiser(UNet(in_channels=3, **kwargs)).to(device).eval(),
-                        BridgeRestoration(Bridge.symmetric(1000, 0.3), task), task, args.size)
+    bridge = Bridge.symmetric(1000, 0.3)
+    restorer = Restorer(BridgeDenoiser(UNet(in_channels=3, **kwargs), bridge).to(device).eval(),
+                        BridgeRestoration(bridge, task), task, args.size)
     batch = variant["batch"]
     x1 = torch.rand(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     sync = bench.device_sync(device)

@@ -104,7 +104,7 @@ def test_task_and_size_come_from_the_options(tmp_path):
     restorer = i2sb.load(tmp_path / "r" / "latest.pt")  # the file works as well as its folder
     assert restorer.task == TaskConfig(name="deblur", degradation="blur_uni", beta_max=1.0, ot_ode=True,
                                        cond_x1=False, add_x1_noise=False, n_steps=200, t0=1e-3, T=0.9)
-    assert restorer.image_size == 16 and restorer.algorithm.bridge.n_steps == 200
+    assert restorer.image_size == 16 and restorer.kind.schedule.n_steps == 200
     torch.testing.assert_close(restorer.denoiser.noise_levels, torch.linspace(1e-3, 0.9, 200) * 200)
 
 

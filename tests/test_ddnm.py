@@ -207,7 +207,7 @@ def test_load_adm_prior_uses_the_eps_channels_at_adm_time(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(prior(x, step), adm(x, torch.tensor([0.0, 999.0]))[:, :3])
     restorer = load_ddnm(tmp_path / "adm.pt", task="inpaint_center", num_head_channels=32, image_size=16)
-    assert restorer.algorithm.name == "DDNM" and restorer.algorithm.diffusion.n_steps == 1000
+    assert restorer.kind.name == "DDNM" and restorer.kind.schedule.n_steps == 1000
     assert restorer.default_nfe == 100
 
 
@@ -222,7 +222,7 @@ def ddpm_run(tmp_path_factory) -> Path:
 
 def test_a_ddpm_run_restores_with_ddnm_consistently(ddpm_run):
     restorer = i2sb.load(ddpm_run)
-    assert restorer.algorithm.name == "DDNM" and restorer.task.degradation == "sr4x_pool"
+    assert restorer.kind.name == "DDNM" and restorer.task.degradation == "sr4x_pool"
     x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)) * 2 - 1
     op, x1 = operator_and_x1("sr4x_pool", 16, x0)
     for sampler, eta in (("ddpm", None), ("implicit", 0.3)):

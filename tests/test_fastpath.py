@@ -152,12 +152,11 @@ def test_auto_precision_is_fp32_when_onednn_is_capped_below_bf16():
 
 @pytest.mark.parametrize("conditional", [False, True])
 def test_restoration_feeds_the_network_channels_last_and_predicts_as_nchw(conditional):
-    """On CPU the predictors hand the network channels-last images (x_t and the x1 condition) and return a
-    contiguous x0 equal to the one an NCHW forward gives; the eps-predictor of the baselines likewise."""
-    from i2sb.baselines.eps import make_eps_predictor
+    """A denoiser built with ``channels_last`` (restoration's on CPUs) hands the network channels-last images
+    (x_t and the bound x1 condition) and returns a contiguous x0 equal to the NCHW one; the baselines' ε alike."""
+    from i2sb.baselines.eps import EpsDenoiser
     from i2sb.bridge import Bridge
-    from i2sb.core.denoiser import Denoiser, make_predictor
-    from i2sb.core.layout import restoration_layout
+    from i2sb.core.denoiser import BridgeDenoiser
     from i2sb.unet import UNet
 
     torch.manual_seed(0)
@@ -172,15 +171,16 @@ def test_restoration_feeds_the_network_channels_last_and_predicts_as_nchw(condit
     g = torch.Generator().manual_seed(3)
     x1 = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
     cond = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1 if conditional else None
-    denoiser = Denoiser(net, cond_x1=conditional)
     step = torch.full((2,), 700)
     bridge = Bridge.symmetric(1000, 0.3)
-    pred = make_predictor(denoiser, bridge, cond)(x1, step)
-    eps = make_eps_predictor(denoiser, cond)(x1, step)
-    assert seen and all(seen)
-    assert pred.is_contiguous() and eps.is_contiguous()
+    nchw, eps_nchw = BridgeDenoiser(net, bridge, cond_x1=conditional), EpsDenoiser(net, conditional)
     with torch.no_grad():
-        expected_out = denoiser(x1, step, cond)
-    torch.testing.assert_close(pred, bridge.pred_x0(step, x1, expected_out), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(eps, expected_out, rtol=1e-5, atol=1e-5)
-    assert restoration_layout(None) is None
+        pred = nchw.configured(channels_last=True, cond=cond)(x1, step)
+        eps = eps_nchw.configured(channels_last=True, cond=cond).output(x1, step)
+        assert seen and all(seen)
+        seen.clear()
+        expected_pred, expected_eps = nchw(x1, step, cond), eps_nchw.output(x1, step, cond)
+    assert seen and not any(seen)
+    assert pred.is_contiguous() and eps.is_contiguous()
+    torch.testing.assert_close(pred, expected_pred, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eps, expected_eps, rtol=1e-5, atol=1e-5)

@@ -130,7 +130,7 @@ def test_ddpm_validation_restores_with_ddnm_or_samples_the_prior(task):
     cfg = _config("ddpm", task=task)
     unet = UNet(in_channels=3, **cfg.model.unet_kwargs())
     restorer = validation_restorer(cfg, EpsDenoiser(unet).eval())
-    assert restorer.algorithm.name == ("DDNM" if task == "sr4x_pool" else "prior samples")
+    assert restorer.kind.name == ("DDNM" if task == "sr4x_pool" else "prior samples")
     x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7)) * 2 - 1
     deg = degrade.build(task, 16)
     x1, _ = deg(x0)
@@ -183,7 +183,7 @@ def palette_run(tmp_path_factory) -> Path:
 
 def test_a_palette_run_loads_and_restores(palette_run):
     restorer = i2sb.load(palette_run)
-    assert restorer.algorithm.name == "Palette" and restorer.denoiser.net.in_channels == 6
+    assert restorer.kind.name == "Palette" and restorer.denoiser.net.in_channels == 6
     x1 = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(6)) * 2 - 1  # any size (padded)
     mask = torch.zeros(1, 1, 16, 24)
     mask[..., 4:12, 6:18] = 1

@@ -12,7 +12,6 @@ from PIL import Image
 from torch import nn
 
 import i2sb
-from i2sb.core.denoiser import make_predictor
 from i2sb.restoration.folder import log_steps
 from i2sb.restoration.tiling import TiledDenoiser, pad_to_multiple, tile_starts
 from i2sb.train import train
@@ -148,13 +147,13 @@ class CondNet(PointwiseNet):
 def test_cond_x1_and_add_x1_noise_follow_the_authors_order():
     net = CondNet()
     restorer = bridge_restorer(net, cond_x1=True, add_x1_noise=True)
-    bridge, denoiser = restorer.algorithm.bridge, restorer.denoiser
+    bridge, denoiser = restorer.kind.schedule, restorer.denoiser
     x1 = torch.rand(1, 3, 16, 16) * 2 - 1
     out = restorer.restore(x1, nfe=3, generator=torch.Generator().manual_seed(9), precision="fp32")
     assert len(net.seen) == 3 and all(torch.equal(c, x1) for c in net.seen)  # cond = the degraded input
     g = torch.Generator().manual_seed(9)
     noisy = x1 + torch.randn(x1.shape, generator=g)  # then x1 += N(0, I), seeded
-    expected = bridge.sample(make_predictor(denoiser, bridge, cond=x1), noisy, 3, generator=g)
+    expected = bridge.sample(denoiser.configured(cond=x1), noisy, 3, generator=g)
     torch.testing.assert_close(out, expected)
 
 
@@ -197,7 +196,7 @@ def test_save_traj_has_one_frame_per_logged_step(tmp_path, capsys, fmt):
 
 def test_trajectory_log_steps_match_the_authors():
     restorer = pointwise_restorer()
-    assert log_steps(restorer, restorer.options(nfe=6), 4) == [restorer.algorithm.bridge.timesteps(6)[i]
+    assert log_steps(restorer, restorer.options(nfe=6), 4) == [restorer.kind.schedule.timesteps(6)[i]
                                                                for i in (0, 2, 3, 5)]
     assert log_steps(restorer, restorer.options(nfe=2), 10) == [0, 50]
 
@@ -211,7 +210,7 @@ def test_load_api_and_ema_versus_raw_weights(tmp_path):
         for key, value in restorer.denoiser.net.state_dict().items():
             assert torch.equal(value, state[key]), key
     assert ema_r.task.degradation == "jpeg5" and ema_r.task.n_steps == 100
-    assert ema_r.image_size == 16 and ema_r.default_nfe == 3 and ema_r.algorithm.bridge.n_steps == 100
+    assert ema_r.image_size == 16 and ema_r.default_nfe == 3 and ema_r.kind.schedule.n_steps == 100
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert not torch.allclose(ema_r.restore(x), raw_r.restore(x), atol=1e-4)  # the weights differ
     same = write_run(tmp_path / "same", ema_shift=0.0)  # EMA equal to raw: identical restorations

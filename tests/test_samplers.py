@@ -9,16 +9,31 @@ import pytest
 import torch
 
 from i2sb.bridge import Bridge, Trajectory
-from i2sb.core.denoiser import make_predictor
 from i2sb.core.sampler_coefs import chain_marginal, heun_coefs, implicit_coefs, ode_coefs
-from i2sb.core.samplers import (SAMPLERS, check_sampler, heun_sample, heun_steps, implicit_sample,
-                                multistep_sample, sample, sampler_steps)
+from i2sb.core.samplers import (SAMPLERS, bind_sampler, check_sampler, heun_steps, sample_heun, sample_implicit,
+                                sampler_eta)
 from i2sb.restoration.folder import log_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import bridge_restorer, random_image, run_cli, toy_predictor, write_run  # noqa: E402
 
 F64 = torch.float64
+
+
+def sample(b, denoiser, x1, nfe, *, sampler="ddpm", eta=None, ot_ode=None, mask=None, generator=None,
+           callback=None, **knobs):
+    """``sample_<sampler>`` as :class:`~i2sb.restoration.Restorer` runs it: the values checked and the steps
+    computed once by the caller (the registry), then the sampler called with its one signature."""
+    ot_ode = bool(SAMPLERS[sampler].ot_ode) if ot_ode is None else ot_ode
+    check_sampler(sampler, ot_ode)
+    run = bind_sampler(sampler, nfe, sampler_eta(sampler, eta), ot_ode)
+    return run(denoiser, x1, SAMPLERS[sampler].steps(b, nfe), b, mask=mask, generator=generator, callback=callback,
+               **knobs)
+
+
+implicit = functools.partial(sample, sampler="implicit")
+heun = functools.partial(sample, sampler="heun")
+multistep = functools.partial(sample, sampler="multistep")
 
 
 def denoiser_like(bridge):
@@ -61,7 +76,7 @@ def test_eta_one_equals_the_authors_sampler_step_for_step(nfe, masked):
     x1, mask = images(0), hole() if masked else None
     trajs = Trajectory(), Trajectory()
     ref = b.sample(toy_predictor, x1, nfe, mask=mask, generator=torch.Generator().manual_seed(5), callback=trajs[0])
-    out = implicit_sample(b, toy_predictor, x1, nfe, eta=1.0, mask=mask, generator=torch.Generator().manual_seed(5),
+    out = implicit(b, toy_predictor, x1, nfe, eta=1.0, mask=mask, generator=torch.Generator().manual_seed(5),
                           callback=trajs[1])
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     assert trajs[0].steps == trajs[1].steps
@@ -98,7 +113,7 @@ def test_every_eta_samples_the_bridge_marginals(eta):
     x1 = torch.full((m, 1, 1, 1), x1_val, dtype=F64)
     steps = b.timesteps(10)
     traj = Trajectory(log_steps=steps[1:-1])
-    implicit_sample(b, lambda xt, s: x0, x1, 10, eta=eta, generator=torch.Generator().manual_seed(11), callback=traj)
+    implicit(b, lambda xt, s: x0, x1, 10, eta=eta, generator=torch.Generator().manual_seed(11), callback=traj)
     assert traj.steps == steps[1:-1][::-1]
     for n, xs in zip(traj.steps, traj.xs):
         a, v = chain_marginal(b, n)
@@ -116,7 +131,7 @@ def test_every_eta_samples_the_bridge_marginals(eta):
 def test_eta_zero_is_deterministic_given_the_booting_noise():
     b = Bridge.symmetric(1000, 0.3)
     x1, boot = images(1), torch.randn(2, 3, 8, 8, dtype=F64, generator=torch.Generator().manual_seed(2))
-    run = lambda seed, z: implicit_sample(b, toy_predictor, x1, 8, eta=0.0, boot_noise=z,
+    run = lambda seed, z: implicit(b, toy_predictor, x1, 8, eta=0.0, boot_noise=z,
                                           generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(run(0, boot), run(1, boot), rtol=0, atol=0)
     assert (run(0, boot) - run(0, -boot)).abs().max() > 1e-3
@@ -130,7 +145,7 @@ def test_eta_zero_with_exact_x0_keeps_its_noise():
     b = Bridge.symmetric(1000, 1.0)
     x0, x1, z = images(2), images(3), images(4)
     traj = Trajectory()
-    implicit_sample(b, lambda xt, s: x0, x1, 12, eta=0.0, boot_noise=z, callback=traj)
+    implicit(b, lambda xt, s: x0, x1, 12, eta=0.0, boot_noise=z, callback=traj)
     for n, xs in zip(traj.steps[:-1], traj.xs[:-1]):
         a, v = chain_marginal(b, n)
         torch.testing.assert_close(xs, x0 + a * (x1 - x0) + math.sqrt(v) * z, rtol=0, atol=1e-12)
@@ -152,7 +167,7 @@ def test_ode_coefficients():
     assert c_t == pytest.approx(c_s, rel=1e-2)
 
 
-@pytest.mark.parametrize("run", [heun_sample, multistep_sample])
+@pytest.mark.parametrize("run", [heun, multistep])
 @pytest.mark.parametrize("nfe", [1, 2, 3, 7])
 def test_second_order_is_exact_for_a_constant_prediction(run, nfe):
     """With the true x0 every solver lands on the exact OT-ODE path (Prop. 3.4), so they all agree."""
@@ -165,7 +180,7 @@ def test_second_order_is_exact_for_a_constant_prediction(run, nfe):
     torch.testing.assert_close(out, x0 + a * (x1 - x0), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("run,nfe", [(heun_sample, 1), (heun_sample, 2), (multistep_sample, 1)])
+@pytest.mark.parametrize("run,nfe", [(heun, 1), (heun, 2), (multistep, 1)])
 def test_low_nfe_second_order_reduces_to_the_authors_step(run, nfe):
     b = Bridge.symmetric(1000, 0.3)
     x1, mask = images(7), hole()
@@ -189,7 +204,7 @@ def test_every_sampler_spends_exactly_nfe_evaluations(sampler, nfe):
     traj = Trajectory()
     sample(b, predictor, images(8), nfe, sampler=sampler, ot_ode=SAMPLERS[sampler].ot_ode or False, callback=traj)
     assert len(calls) == nfe
-    steps = sampler_steps(b, sampler, nfe)
+    steps = SAMPLERS[sampler].steps(b, nfe)
     assert steps[0] == 0 and steps[-1] == 999 and traj.steps == steps[:-1][::-1]
     assert set(calls) <= set(steps)
 
@@ -199,11 +214,11 @@ def test_second_order_converges_faster():
     reference than the authors' first-order OT-ODE sampler, and their error falls ~4x per doubled NFE."""
     b = Bridge.symmetric(1000, 1.0)
     predict, x1 = denoiser_like(b), images(9, (1, 3, 8, 8))
-    ref = heun_sample(b, predict, x1, 999)
+    ref = heun(b, predict, x1, 999)
     assert (b.sample(predict, x1, 999, ot_ode=True) - ref).abs().max() < 5e-4  # the reference is converged
     err = {(name, nfe): (run(b, predict, x1, nfe) - ref).abs().max().item()
-           for name, run in [("euler", lambda br, *a: br.sample(*a, ot_ode=True)), ("heun", heun_sample),
-                             ("multistep", multistep_sample)]
+           for name, run in [("euler", lambda br, *a: br.sample(*a, ot_ode=True)), ("heun", heun),
+                             ("multistep", multistep)]
            for nfe in (10, 20, 40)}
     for nfe in (10, 20, 40):
         assert err["heun", nfe] < 0.8 * err["euler", nfe] and err["multistep", nfe] < 0.6 * err["euler", nfe]
@@ -214,7 +229,7 @@ def test_second_order_converges_faster():
 def test_ode_solvers_are_deterministic_and_keep_the_known_region():
     b = Bridge.symmetric(1000, 1.0)
     x1, mask = images(10), hole()
-    for run in (heun_sample, multistep_sample):
+    for run in (heun, multistep):
         a = run(b, toy_predictor, x1, 5, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(a, run(b, toy_predictor, x1, 5, generator=torch.Generator().manual_seed(1)),
                                    rtol=0, atol=0)
@@ -231,11 +246,11 @@ def test_implicit_mask_keeps_the_known_region_near_x1():
     x1, mask = images(11), hole()
     known = (mask == 0).expand_as(x1)
     for eta in (0.0, 0.5):
-        out = implicit_sample(b, toy_predictor, x1, 6, eta=eta, mask=mask, generator=torch.Generator().manual_seed(3))
+        out = implicit(b, toy_predictor, x1, 6, eta=eta, mask=mask, generator=torch.Generator().manual_seed(3))
         assert (out[known] - x1[known]).abs().max() < 6 * float(b.std_sb[0])
     # eta = 0 freezes the known region's noise after the booting step: zeta = the boot noise at every step
     z, traj = images(12), Trajectory()
-    implicit_sample(b, toy_predictor, x1, 6, eta=0.0, mask=mask, boot_noise=z, callback=traj)
+    implicit(b, toy_predictor, x1, 6, eta=0.0, mask=mask, boot_noise=z, callback=traj)
     for n, xs in zip(traj.steps, traj.xs):
         torch.testing.assert_close(xs[known], (x1 + float(b.std_sb[n]) * z)[known], rtol=0, atol=1e-12)
 
@@ -247,14 +262,14 @@ def test_samplers_keep_dtype_and_device(sampler, dtype):
     b = Bridge.symmetric(1000, 0.3)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x1, z = images(13, (1, 3, 4, 4)).to(device), images(14, (1, 3, 4, 4)).to(device)
-    pred = lambda xt, s: (0.9 * xt).to(torch.float64)  # a predictor in another dtype is cast back
-    run = {"implicit": lambda x, **kw: implicit_sample(b, pred, x, 3, eta=0.2, boot_noise=z.to(x), **kw),
-           "heun": lambda x, **kw: heun_sample(b, pred, x, 3, **kw),
-           "multistep": lambda x, **kw: multistep_sample(b, pred, x, 3, **kw)}[sampler]
+    pred = lambda xt, s: 0.9 * xt
+    run = {"implicit": lambda x, **kw: implicit(b, pred, x, 3, eta=0.2, boot_noise=z.to(x), **kw),
+           "heun": lambda x, **kw: heun(b, pred, x, 3, **kw),
+           "multistep": lambda x, **kw: multistep(b, pred, x, 3, **kw)}[sampler]
     out = run(x1.to(dtype), mask=hole((1, 1, 4, 4)).to(device), generator=torch.Generator(device=device).manual_seed(0))
     assert out.dtype == dtype and out.device == x1.device and out.shape == x1.shape
     if sampler == "implicit":  # eta > 0 draws noise after the first step: compare the deterministic eta = 0
-        run = lambda x, **kw: implicit_sample(b, pred, x, 3, eta=0.0, boot_noise=z.to(x), **kw)
+        run = lambda x, **kw: implicit(b, pred, x, 3, eta=0.0, boot_noise=z.to(x), **kw)
     tol = 5e-2 if dtype == torch.bfloat16 else 1e-5
     torch.testing.assert_close(run(x1.to(dtype)).double(), run(x1), rtol=tol, atol=tol)
 
@@ -266,37 +281,38 @@ def test_dispatch_equals_direct_calls():
     torch.testing.assert_close(sample(b, toy_predictor, x1, 4, generator=g()),
                                b.sample(toy_predictor, x1, 4, generator=g()), rtol=0, atol=0)
     torch.testing.assert_close(sample(b, toy_predictor, x1, 4, sampler="implicit", generator=g()),
-                               implicit_sample(b, toy_predictor, x1, 4, eta=0.0, generator=g()), rtol=0, atol=0)
+                               sample_implicit(toy_predictor, x1, b.timesteps(4), b, eta=0.0, generator=g()),
+                               rtol=0, atol=0)
     torch.testing.assert_close(sample(b, toy_predictor, x1, 4, sampler="implicit", eta=0.3, generator=g()),
-                               implicit_sample(b, toy_predictor, x1, 4, eta=0.3, generator=g()), rtol=0, atol=0)
-    torch.testing.assert_close(sample(b, toy_predictor, x1, 5, sampler="heun", ot_ode=True),
-                               heun_sample(b, toy_predictor, x1, 5), rtol=0, atol=0)
+                               sample_implicit(toy_predictor, x1, b.timesteps(4), b, eta=0.3, generator=g()),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(sample(b, toy_predictor, x1, 5, sampler="heun"),
+                               sample_heun(toy_predictor, x1, b.timesteps(3), b, correct_first=True), rtol=0, atol=0)
     assert heun_steps(b, 5) == b.timesteps(3) and heun_steps(b, 6) == b.timesteps(4)
 
 
 def test_argument_validation():
+    """The checks at the edge (the samplers below them trust their values): sampler names and eta once, and the
+    notebook's :meth:`Bridge.sample` / :meth:`Bridge.timesteps` on what a user passes them."""
     b = Bridge.symmetric(100, 0.3)
     x1 = torch.zeros(1, 3, 4, 4)
     cases = [
-        (lambda: check_sampler("ddim", False), "sampler must be one of"),
+        (lambda: check_sampler("ddim", False), "must be one of"),
         (lambda: check_sampler("implicit", True), "SDE-trained"),
         (lambda: check_sampler("heun", False), "OT-ODE"),
-        (lambda: check_sampler("ddpm", False, eta=0.5), "eta applies"),
-        (lambda: check_sampler("implicit", False, eta=1.5), "eta must be"),
-        (lambda: implicit_sample(b, toy_predictor, x1, 3, eta=-0.1), "eta must be"),
-        (lambda: implicit_sample(b, toy_predictor, x1, 3, eta=True), "eta must be"),
-        (lambda: implicit_sample(b, toy_predictor, x1, 3, boot_noise=torch.zeros(1, 3, 4)), "boot_noise"),
-        (lambda: implicit_coefs(b, 5, 5, 0.0), "prev_step"),
-        (lambda: ode_coefs(b, 7, 3), "prev_step"),
-        (lambda: heun_sample(b, toy_predictor, x1, 0), "nfe"),
-        (lambda: multistep_sample(b, toy_predictor, x1, 100), "nfe"),
-        (lambda: heun_sample(b, toy_predictor, torch.zeros(3, 4, 4), 2), "x1 must be"),
-        (lambda: multistep_sample(b, toy_predictor, x1, 2, mask=torch.zeros(1, 1, 5, 4)), "mask must"),
-        (lambda: sampler_steps(b, "euler", 3), "sampler must be one of"),
+        (lambda: sampler_eta("ddpm", 0.5), "eta applies"),
+        (lambda: sampler_eta("implicit", 1.5), "must be in"),
+        (lambda: sampler_eta("implicit", -0.1), "must be in"),
+        (lambda: sampler_eta("implicit", True), "must be in"),
+        (lambda: b.timesteps(0), "nfe"),
+        (lambda: b.timesteps(100), "nfe"),
+        (lambda: b.sample(toy_predictor, torch.zeros(3, 4, 4), 2), "x1 must be"),
+        (lambda: b.sample(toy_predictor, x1, 2, mask=torch.zeros(1, 1, 5, 4)), "mask must"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+    assert sampler_eta("implicit", None) == 0.0 and sampler_eta("heun", None) is None
 
 
 # ---------------------------------------------------------------------------- Restorer and i2sb-sample
@@ -330,10 +346,11 @@ def test_restorer_runs_every_sampler():
                                sde.restore(x1, nfe=4, generator=g()), rtol=0, atol=1e-6)
     deterministic = sde.restore(x1, nfe=4, sampler="implicit", generator=g())  # eta = 0
     assert (deterministic - sde.restore(x1, nfe=4, generator=g())).abs().max() > 1e-3
-    bridge = ode.algorithm.bridge
-    predict = make_predictor(ode.denoiser, bridge)
-    for name, run in [("heun", heun_sample), ("multistep", multistep_sample)]:
-        torch.testing.assert_close(ode.restore(x1, nfe=5, sampler=name), run(bridge, predict, x1, 5))
+    bridge = ode.kind.schedule
+    for name, run in [("heun", heun), ("multistep", multistep)]:
+        with torch.no_grad():
+            expected = run(bridge, ode.denoiser, x1, 5)
+        torch.testing.assert_close(ode.restore(x1, nfe=5, sampler=name), expected)
     with pytest.raises(ValueError, match="OT-ODE"):
         sde.restore(x1, sampler="heun")
     with pytest.raises(ValueError, match="SDE-trained"):
@@ -353,7 +370,7 @@ def test_cli_sampler_keys(tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "heun" / "cat.png").is_file() and (tmp_path / "heun_traj" / "cat.png").is_file()
     restorer = pixel_restorer(True)
-    bridge = restorer.algorithm.bridge
+    bridge = restorer.kind.schedule
     assert log_steps(restorer, restorer.options(nfe=5, sampler="heun"), 10) == heun_steps(bridge, 5)[:-1]
     assert log_steps(restorer, restorer.options(nfe=6), 10) == bridge.timesteps(6)[:-1]
     code, _, err = run_cli(capsys, *base, f"output={tmp_path / 'imp'}", "sampler=implicit", "ot_ode=false", "eta=0.5")

@@ -153,7 +153,7 @@ def test_a_generator_on_another_device_is_one_line_before_any_work(monkeypatch):
     restorer = bridge_restorer(tiny_unet())
     cuda = torch.device("cuda", 0)
     monkeypatch.setattr(type(restorer), "device", property(lambda self: cuda))  # a model on the GPU
-    monkeypatch.setattr(restorer.algorithm, "run", lambda *a, **k: pytest.fail("restored anyway"))
+    monkeypatch.setattr(restorer.kind, "sampler", lambda *a, **k: pytest.fail("restored anyway"))
     for generator in (torch.Generator(), [torch.Generator(), torch.Generator()]):
         with pytest.raises(ValueError) as err:
             restorer.restore(images(2, 16, 16, 0), generator=generator)

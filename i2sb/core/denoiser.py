@@ -42,7 +42,8 @@ class Denoiser(nn.Module):
 
     * ``precision``: fp32 | bf16 | fp16, the network's autocast (resolved: ``auto`` is decided by the caller,
       :func:`~i2sb.core.precision.resolve_precision`);
-    * ``channels_last``: hand the network ``xt`` and ``cond`` in channels-last memory (:mod:`.layout`);
+    * ``channels_last``: hand the network ``xt`` and ``cond`` in channels-last memory (oneDNN's CPU inference
+      convolutions are faster on NHWC: restoration sets it on CPUs, training per ``trainer.channels_last``);
     * ``clip_denoise``: clamp x0 to [-1, 1];
     * ``cond``: the conditioning used when a call passes none (a restoration's degraded image);
     * ``tiles``: restoration's tiling of large images (:class:`Tiles`), None for whole images.

@@ -184,7 +184,7 @@ class Restorer:
                 tile after another). The same result up to the network's rounding at another batch size.
             channels_last: convert the network's weights to channels-last memory before restoring (they stay so),
                 so that convolutions run in NHWC (on CUDA: cuDNN's tensor-core layout; on CPU the inputs are
-                channels-last anyway, :mod:`i2sb.core.layout`). Same values, another memory layout.
+                channels-last anyway, :meth:`_configured`). Same values, another memory layout.
         """
         nfe = self.default_nfe if nfe is None else nfe
         if isinstance(nfe, bool) or not isinstance(nfe, Integral) or not 1 <= nfe <= self.kind.max_nfe:

@@ -42,8 +42,10 @@ def resolved(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     return replace(cfg, trainer=replace(cfg.trainer, precision=precision))
 
 
-def build_unet(cfg: TrainConfig, method: Method) -> UNet:
-    """The U-Net of ``cfg.model`` with the input channels of ``method`` (6 with x1 conditioning)."""
+def build_unet(cfg: TrainConfig, method: Method | None = None) -> UNet:
+    """The U-Net of ``cfg.model`` with the input channels of ``method`` (6 with x1 conditioning; None: the
+    method of ``cfg``)."""
+    method = build_method(cfg.method, cfg.task) if method is None else method
     return UNet(in_channels=method.in_channels, **cfg.model.unet_kwargs())
 
 
