@@ -168,17 +168,9 @@ class Bridge:
         c_x0, c_xn, var = gaussian_product_coefs(std_prev, std_delta)
         return float(c_x0), float(c_xn), math.sqrt(float(var))
 
-    def posterior_sample(
-        self,
-        prev_step: int,
-        step: int,
-        xt: Tensor,
-        x0_hat: Tensor,
-        ot_ode: bool = False,
-        noise: Tensor | None = None,
-        generator: Generators = None,
-        coefs: tuple[float, float, float] | None = None,
-    ) -> Tensor:
+    def posterior_sample(self, prev_step: int, step: int, xt: Tensor, x0_hat: Tensor, ot_ode: bool = False,
+                         noise: Tensor | None = None, generator: Generators = None,
+                         coefs: tuple[float, float, float] | None = None) -> Tensor:
         """Draw ``X_prev ~ p(X_prev | X_0 = x0_hat, X_step = xt)`` (Eq. 4).
 
         No noise is added when ``prev_step == 0`` (the last step returns the mean, as the authors do) or
@@ -214,18 +206,9 @@ class Bridge:
             raise ValueError(f"nfe must be an integer in 1..{self.n_steps - 1}, got {nfe!r}")
         return space_indices(self.n_steps, int(nfe) + 1)
 
-    def sample(
-        self,
-        predict_x0: Predictor,
-        x1: Tensor,
-        nfe: int,
-        ot_ode: bool = False,
-        mask: Tensor | None = None,
-        clip_denoise: bool = False,
-        generator: Generators = None,
-        callback: StepCallback | None = None,
-        progress: bool = False,
-    ) -> Tensor:
+    def sample(self, predict_x0: Predictor, x1: Tensor, nfe: int, ot_ode: bool = False, mask: Tensor | None = None,
+               clip_denoise: bool = False, generator: Generators = None, callback: StepCallback | None = None,
+               progress: bool = False) -> Tensor:
         """Restore ``x1`` by running the DDPM posterior from step N-1 to 0 (Algorithm 2,
         :func:`i2sb.core.samplers.sample_ddpm`); the notebook's entry, which checks ``x1``, ``mask`` and ``nfe``.
 

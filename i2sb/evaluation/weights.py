@@ -46,16 +46,14 @@ INCEPTION_WEIGHTS = WeightsSpec(
     what="FID Inception (clean-fid legacy_pytorch)",
     filename="pt_inception-2015-12-05-6726825d.pth",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    env_var="I2SB_INCEPTION",
-    option="inception",
+    env_var="I2SB_INCEPTION", option="inception",
 )
 # torchvision resnet50(pretrained=True) as in the authors' evaluation/resnet.py = IMAGENET1K_V1.
 RESNET50_WEIGHTS = WeightsSpec(
     what="ResNet-50 (torchvision IMAGENET1K_V1)",
     filename="resnet50-0676ba61.pth",
     url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    env_var="I2SB_RESNET50",
-    option="resnet",
+    env_var="I2SB_RESNET50", option="resnet",
 )
 
 BACKBONE_WEIGHTS = {  # torchvision's IMAGENET1K_V1 files, what lpips.LPIPS(pretrained backbone) downloads
@@ -63,14 +61,12 @@ BACKBONE_WEIGHTS = {  # torchvision's IMAGENET1K_V1 files, what lpips.LPIPS(pret
         what="LPIPS backbone AlexNet (torchvision IMAGENET1K_V1)",
         filename="alexnet-owt-7be5be79.pth",
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-        env_var="I2SB_LPIPS_BACKBONE",
-        option="lpips_weights",
+        env_var="I2SB_LPIPS_BACKBONE", option="lpips_weights",
     ),
     "vgg": WeightsSpec(
         what="LPIPS backbone VGG-16 (torchvision IMAGENET1K_V1)",
         filename="vgg16-397923af.pth",
         url="https://download.pytorch.org/models/vgg16-397923af.pth",
-        env_var="I2SB_LPIPS_BACKBONE",
-        option="lpips_weights",
+        env_var="I2SB_LPIPS_BACKBONE", option="lpips_weights",
     ),
 }
