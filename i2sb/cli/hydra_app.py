@@ -79,7 +79,17 @@ def run(tool: HydraTool, argv: list[str]) -> int:
         return EXIT_USAGE
     except SystemExit as exit_:  # --version
         return _status(exit_.code)
-    return _hand_over(tool, parser, args)
+    register_schemas()
+    try:
+        with _logging_restored():
+            _run_hydra(args=args, args_parser=parser, task_function=tool.task_function,
+                       config_path=str(CONFIG_DIR), config_name=tool.config_name)
+    except SystemExit as exit_:
+        return _status(exit_.code)
+    except KeyboardInterrupt:
+        print(f"{tool.prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
 def prepare(tool: HydraTool, argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -265,20 +275,6 @@ def _jobs(overrides: list[str]) -> list[list[str]]:
     except HydraException as err:
         raise UsageError(describe(err, overrides, config_groups())) from None
     return jobs
-
-
-def _hand_over(tool: HydraTool, parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    register_schemas()
-    try:
-        with _logging_restored():
-            _run_hydra(args=args, args_parser=parser, task_function=tool.task_function,
-                       config_path=str(CONFIG_DIR), config_name=tool.config_name)
-    except SystemExit as exit_:
-        return _status(exit_.code)
-    except KeyboardInterrupt:
-        print(f"{tool.prog}: interrupted", file=sys.stderr)
-        return 130
-    return 0
 
 
 @contextmanager

@@ -59,22 +59,27 @@ def train(cfg: Any) -> dict[str, Any]:
     info = init_distributed(cfg.device)
     try:
         with backend_flags(info.device, cfg.trainer.cudnn_benchmark, cfg.trainer.deterministic):
-            return _train(cfg, info)
+            trainer, deg, loader, validator, writer = _start(cfg, info)
+            cfg, vote = trainer.cfg, StopVote(info)  # from here on the one resolved config
+            try:
+                with StopSignals() as stop:
+                    summary = _loop(cfg, info, trainer, loader, deg, validator, writer, stop, vote)
+                vote.close()
+            finally:
+                if writer is not None:
+                    writer.close()
+            if summary["preempted"]:
+                _after_stop(stop, summary["stop_message"])
+            return summary
     finally:
         shutdown(info)
 
 
-def cpu_batch_hint(cfg: TrainConfig, device: torch.device) -> str | None:
-    """A note when the authors' cluster batch (256, in microbatches) meets a CPU; None otherwise."""
-    if device.type != "cpu" or cfg.trainer.batch_size < 64:
-        return None
-    return (f"[i2sb] note: trainer.batch_size={cfg.trainer.batch_size} (lr {cfg.trainer.lr:g}) is the authors' "
-            "multi-GPU setting; on a CPU, trainer=cpu (batch 8, lr 1e-3) trains a small model in minutes")
-
-
-def _train(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
+def _start(cfg: TrainConfig, info: DistInfo) -> tuple[Trainer, Any, Iterator[dict], Any, Any]:
+    """``(trainer, degradation, loader, validator, writer)`` of a run: the trainer resumed from ``latest.pt`` when
+    asked, the run's resolved config saved (validator and writer on rank 0 only, None elsewhere)."""
     trainer = Trainer(cfg, info)
-    cfg, run_dir = trainer.cfg, trainer.run_dir  # from here on the one resolved config
+    cfg, run_dir = trainer.cfg, trainer.run_dir
     hint = cpu_batch_hint(cfg, info.device)
     if hint:
         print0(info, hint)
@@ -92,17 +97,15 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
         if info.is_main else None
     writer = build_writer(run_dir, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
                           to_container(cfg)) if info.is_main else None
-    vote = StopVote(info)
-    try:
-        with StopSignals() as stop:
-            summary = _loop(cfg, info, trainer, loader, deg, validator, writer, stop, vote)
-        vote.close()
-    finally:
-        if writer is not None:
-            writer.close()
-    if summary["preempted"]:
-        _after_stop(stop, summary["stop_message"])
-    return summary
+    return trainer, deg, loader, validator, writer
+
+
+def cpu_batch_hint(cfg: TrainConfig, device: torch.device) -> str | None:
+    """A note when the authors' cluster batch (256, in microbatches) meets a CPU; None otherwise."""
+    if device.type != "cpu" or cfg.trainer.batch_size < 64:
+        return None
+    return (f"[i2sb] note: trainer.batch_size={cfg.trainer.batch_size} (lr {cfg.trainer.lr:g}) is the authors' "
+            "multi-GPU setting; on a CPU, trainer=cpu (batch 8, lr 1e-3) trains a small model in minutes")
 
 
 def _after_stop(stop: StopSignals, message: str) -> None:
