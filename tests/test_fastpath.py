@@ -37,7 +37,7 @@ def loss_and_grads(t: Trainer) -> tuple[torch.Tensor, list[torch.Tensor]]:
     g = step_generator(0, 0, 0, CPU.device)
     pair = make_pair({"x0": x0}, degradation(t.cfg), t.cfg.task, g, CPU.device)
     t.unet.zero_grad()
-    loss = t.method.loss(t.model, pair, g)
+    loss = t.method.loss(t.denoiser, pair, g)
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in t.unet.parameters()]
 

@@ -63,13 +63,14 @@ def test_palette_inpainting_keeps_clean_known_pixels_in_every_state():
 
 
 class Spy(nn.Module):
-    """Records its inputs; output = 0.5 x_t + ``offset`` (a fixed function, so the loss is deterministic)."""
+    """A denoiser whose network output (:meth:`raw`, what the losses read) records its inputs and is
+    0.5 x_t + ``offset`` (a fixed function, so the loss is deterministic)."""
 
     def __init__(self, offset: torch.Tensor | float = 0.0):
         super().__init__()
         self.calls, self.offset = [], offset
 
-    def forward(self, xt, step, cond=None):
+    def raw(self, xt, step, cond=None):
         self.calls.append((xt.clone(), step.clone(), None if cond is None else cond.clone()))
         return 0.5 * xt + self.offset
 
@@ -147,14 +148,14 @@ def test_eps_denoiser_feeds_adm_time_and_concatenates_after_xt():
             self.x, self.t = x, t
             return torch.cat([x[:, :3], x[:, :3]], dim=1)  # 6 channels like ADM with learned variance
 
-    net = Net()
-    den = EpsDenoiser(net, conditional=True)
-    xt, cond = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
-    out = den(xt, torch.tensor([1, 1000]), cond)
+    net, diffusion = Net(), GaussianDiffusion.linear(1000)
+    den = EpsDenoiser(net, conditional=True, diffusion=diffusion)
+    xt, cond, step = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), torch.tensor([1, 1000])
+    eps = den.output(xt, step, cond)  # the ε the baselines' samplers step with: the first 3 channels
     assert net.t.tolist() == [0.0, 999.0] and torch.equal(net.x, torch.cat([xt, cond], 1))
-    assert out.shape == (2, 3, 4, 4)
-    with pytest.raises(ValueError, match="conditional"):
-        den(xt, torch.tensor([1, 2]))
+    assert torch.equal(eps, xt)
+    torch.testing.assert_close(den(xt, step, cond), diffusion.pred_x0(step, xt, xt))  # x0 by Ho Eq. 15
+    torch.testing.assert_close(den.configured(cond=cond)(xt, step), den(xt, step, cond))  # a bound condition
 
 
 def test_palette_initialises_from_adm_with_the_concatenated_input(tmp_path):

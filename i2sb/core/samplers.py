@@ -261,12 +261,14 @@ def check_sampler(sampler: str, ot_ode: bool) -> None:
 
 def sampler_eta(sampler: str, eta: float | None) -> float | None:
     """The one check of ``eta`` for a known ``sampler``: the eta it runs with (implicit: ``eta`` in [0, 1], None
-    -> :data:`DEFAULT_ETA`; the others take none: None); ``ValueError`` otherwise."""
+    -> :data:`DEFAULT_ETA`; the others take none: None); ``ValueError`` otherwise (the range first, as
+    ``i2sb-sample`` has always reported ``eta=1.5``)."""
+    eta = None if eta is None else check_eta(eta)
     if not SAMPLERS[sampler].uses_eta:
         if eta is not None:
-            raise ValueError(f"eta applies to sampler=implicit only, got eta={eta} with sampler={sampler}")
+            raise ValueError(f"eta applies to sampler=implicit only, got eta={eta:g} with sampler={sampler}")
         return None
-    return DEFAULT_ETA if eta is None else check_eta(eta)
+    return DEFAULT_ETA if eta is None else eta
 
 
 def check_eta(eta: float) -> float:
