@@ -136,8 +136,6 @@ def test_auto_precision_resolves_per_device(tmp_path, monkeypatch):
     assert precision.resolve_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(precision, "_onednn_runs_bf16", lambda: False)
     assert precision.resolve_precision("auto", "cpu") == "fp32"
-    with pytest.raises(ValueError, match="precision"):
-        precision.resolve_precision("fp8", "cpu")
     t = Trainer(to_train_config(tiny_config(tmp_path, trainer={"precision": "auto"})), CPU)
     assert t.cfg.trainer.precision == "fp32"  # resolved for this device when the trainer is built
 
