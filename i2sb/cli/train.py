@@ -49,7 +49,8 @@ def check_inputs(cfg: TrainConfig, place: JobPlace) -> None:
     """What the run itself would refuse, checked before Hydra creates or writes into the run directory: the device
     is here (unless a Slurm launcher runs the job elsewhere), the batch splits over the job's processes, the files
     and folders the run reads exist (a data folder holds at least one image), and the run directory's
-    ``latest.pt``, if any, loads and was trained with this network, task and method (a resume that would be refused leaves the run's record untouched)."""
+    ``latest.pt``, if any, loads and was trained with this network, task and method (a resume that would be
+    refused leaves the run's record untouched)."""
     from ..restoration.checkpoints import LATEST  # lazy: --help does not import torch
     from ..training.resume import check_resume  # lazy: as above
     from ..training.trainer import micro_steps  # lazy: as above
