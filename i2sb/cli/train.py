@@ -60,6 +60,9 @@ def check_inputs(cfg: TrainConfig, place: JobPlace) -> None:
     if not place.remote:
         resolve_device(cfg.device)  # DeviceError (a ValueError): one line, exit 2
     micro_steps(cfg, place.world_size)
+    if cfg.data.kind == "degraded":
+        raise ValueError("data.kind: degraded photos without clean ones are i2sb-distill's data; i2sb-train "
+                         "learns from clean images (data=imagefolder, paired or demo)")
     folders = {"data.root": cfg.data.root, "data.val_root": cfg.data.val_root} \
         if cfg.data.kind in ("imagefolder", "paired") else {}
     files = {"model.init": cfg.model.init, "task.params.mask_file": cfg.task.params.get("mask_file")}

@@ -146,7 +146,7 @@ class DistillTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
-        check_distill_resumable(state, self, source)
+        check_distill_resumable(state, self.train_config, self.student, source)
         self.G.net.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -171,14 +171,15 @@ def to_container_plain(cfg: DistillConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
-def check_distill_resumable(state: dict[str, Any], trainer: DistillTrainer, source: str) -> None:
-    """A run resumes only as the student it is: the same method, teacher task and network (as ``i2sb-train``'s
-    :func:`~i2sb.training.resume.check_resumable`), noise channels and student steps."""
+def check_distill_resumable(state: dict[str, Any], current: TrainConfig, student: StudentInfo, source: str) -> None:
+    """A run resumes only as the student it is: the same method, teacher task and network (``current``: the config
+    the student's checkpoint records, as ``i2sb-train``'s :func:`~i2sb.training.resume.check_resumable`), noise
+    channels and student steps; one-line ValueError otherwise."""
     saved = state.get("student") or {}
-    if state.get("config", {}).get("method") != METHOD or not saved:
+    if (state.get("config") or {}).get("method") != METHOD or not saved:
         raise ValueError(f"{source}: cannot resume: not an i2sb-distill checkpoint (use a new run_dir)")
-    check_resumable(state["config"], to_container(trainer.train_config), source)
-    for key, now in trainer.student.as_dict().items():
+    check_resumable(state["config"], to_container(current), source)
+    for key, now in student.as_dict().items():
         if int(saved.get(key, -1)) != now:
             raise ValueError(f"{source}: cannot resume: config key 'distill.{key}' was {saved.get(key)!r} in the "
                              f"checkpoint but is {now!r} now (use a new run_dir, or resume=false to start over)")
