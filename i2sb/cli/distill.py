@@ -40,8 +40,7 @@ def check_inputs(cfg: DistillConfig, place: JobPlace) -> None:
     """What the run itself would refuse, checked before Hydra writes into the run directory: the device, the
     teacher (it loads and is a bridge model; its task bounds ``distill.steps``), the data folders (with images),
     and the run directory's ``latest.pt``, if any (it loads and is a student of this teacher and shape)."""
-    from ..data import build_dataset  # lazy: --help does not import torch
-    from ..distill.data import measurement_scale  # lazy: as above
+    from ..distill.data import build_split  # lazy: --help does not import torch
     from ..distill.loop import read_teacher  # lazy: as above
     from ..utils.device import resolve_device  # lazy: as above
 
@@ -56,16 +55,17 @@ def check_inputs(cfg: DistillConfig, place: JobPlace) -> None:
         raise FileNotFoundError(f"ckpt: {err}") from None
     for key in ("root", "val_root"):
         path = getattr(cfg.data, key)
-        if path is None:
-            continue
-        if not Path(path).expanduser().is_dir():
+        if path is not None and not Path(path).expanduser().is_dir():
             raise FileNotFoundError(f"data.{key}: {path}: no such folder")
-        try:  # a folder without images (or too small for the crops) fails here, not after the teacher loads
-            scale = measurement_scale(spec.task) if cfg.data.kind == "degraded" else 1
-            build_dataset(cfg.data.kind, (cfg.data.image_size or spec.image_size), "val",
-                          root=path, **({"scale": scale} if cfg.data.kind == "degraded" else {}))
+    for split, key in (("train", "root"), ("val", "val_root" if cfg.data.val_root else "root")):
+        if getattr(cfg.data, key) is None:
+            continue
+        try:  # a folder without images, too small for the crops or given unknown params fails here
+            build_split(cfg.data, spec.task, cfg.data.image_size or spec.image_size, split)
         except ValueError as err:
             raise ValueError(f"data.{key}: {err}") from None
+        except TypeError as err:  # the dataset's constructor refused a key of data.params
+            raise ValueError(f"data.params: {err} (data={cfg.data.kind})") from None
     if cfg.resume and place.output_dir is not None:
         check_latest(cfg, spec, place.output_dir)
 
