@@ -536,7 +536,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds over the training variants and the restoration rows")
-    parser.add_argument("--sections", default="train,sample,data", help="comma list of train,sample,data,quality,distill")
+    parser.add_argument("--sections", default="train,sample,data",
+                        help="comma list of train,sample,data,quality,distill")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     parser.add_argument("--only", default=None, metavar="NAMES",
                         help="comma list: time only the training variants whose name contains one of these "

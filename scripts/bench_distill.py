@@ -7,12 +7,13 @@
     python scripts/bench_distill.py TEACHER --quick                           # a smoke run (seconds, tiny models)
 
 The crops are the demo's held-out validation crops at native resolution (``DemoImages(size, "val")``, the
-crops ``scripts/demo.py`` restores; ``size``: the teacher's training size unless ``--crop-size``), degraded once by the teacher's task with a fixed seed. Every row restores the
-same batch (fp32; one generator per row, seeded): PSNR and SSIM per image (mean), SWD of the set against the clean
-crops (:func:`i2sb.evaluation.swd.swd`, Karras et al. 2018, App. D; x1e3, lower = local statistics closer to the
-clean photos'), and milliseconds per image (wall time of the batch / its size). The realism check of IBMD:
-SWD(student NFE 1, teacher NFE 100 seed a) beside SWD(teacher NFE 100 seed b, teacher NFE 100 seed a), two draws of
-the same sampler, the distance that no sampler of the teacher's distribution can beat by much.
+crops ``scripts/demo.py`` restores; ``size``: the teacher's training size unless ``--crop-size``), degraded once
+by the teacher's task with a fixed seed. Every row restores the same batch (fp32; one generator per row,
+seeded): PSNR and SSIM per image (mean), SWD of the set against the clean crops (:func:`i2sb.evaluation.swd.swd`,
+Karras et al. 2018, App. D; x1e3, lower = local statistics closer to the clean photos'), and milliseconds per
+image (wall time of the batch / its size). The realism check of IBMD: SWD(student NFE 1, teacher NFE 100 seed a)
+beside SWD(teacher NFE 100 seed b, teacher NFE 100 seed a), two draws of the same sampler, the distance that no
+sampler of the teacher's distribution can beat by much.
 
 Without ``--student`` the student is distilled first with ``i2sb-distill data=demo`` at the stated settings
 (``--steps``, ``--batch``, ``--lr``, ``--aux-steps``; extra ``key=value`` arguments go to ``i2sb-distill``); the
