@@ -196,12 +196,9 @@ def _check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"config key 'data.root': required for data.kind={cfg.data.kind} (the training images folder)")
     _check_crop(cfg.data)
     check_task_params(cfg.task)
-    if not 1 <= t.eval_nfe < cfg.task.n_steps:
-        raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, got {t.eval_nfe}")
-    for nfe in t.eval_nfes:
+    for key, nfe in [("trainer.eval_nfe", t.eval_nfe)] + [("trainer.eval_nfes", n) for n in t.eval_nfes]:
         if not 1 <= nfe < cfg.task.n_steps:
-            raise ConfigError(f"config key 'trainer.eval_nfes': every NFE must be in 1..{cfg.task.n_steps - 1}, "
-                              f"got {nfe}")
+            raise ConfigError(f"config key '{key}': must be in 1..{cfg.task.n_steps - 1}, got {nfe}")
 
 
 def _check_crop(data: DataConfig) -> None:
@@ -344,11 +341,9 @@ def check_values(cfg: SampleConfig) -> None:
     for key in _NON_NEGATIVE:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must be >= 0 (0: no limit), got {getattr(cfg, key)}")
-    if cfg.traj_format not in TRAJ_FORMATS:
-        raise ConfigError(
-            f"config key 'traj_format': must be one of {', '.join(TRAJ_FORMATS)}, got '{cfg.traj_format}'")
-    if cfg.prefer not in PREFERENCES:
-        raise ConfigError(f"config key 'prefer': must be one of {', '.join(PREFERENCES)}, got '{cfg.prefer}'")
+    for key, choices in (("traj_format", TRAJ_FORMATS), ("prefer", PREFERENCES)):
+        if getattr(cfg, key) not in choices:
+            raise ConfigError(f"config key '{key}': must be one of {', '.join(choices)}, got '{getattr(cfg, key)}'")
     check_outputs(cfg)
     check_baseline(cfg)
 

@@ -6,6 +6,9 @@
     python scripts/bench.py --sections quality --ckpt runs/demo/jpeg5     # bf16 vs fp32 restorations (PSNR)
     python scripts/bench.py --sections train,sample --authors ~/src/I2SB  # + the authors' step and sampler
     python scripts/bench.py --sections train --only "fp32 fused,default" --rounds 4 --authors ~/src/I2SB
+    python scripts/bench.py --sections distill     # restoration latency: teacher NFE 1/10/100, student NFE 1
+    python scripts/bench.py --sections distill --device cuda --model adm256 --size 256 --batch 2 --distill-nfes 1,10
+                                                  # ADM-256 on a GPU: training step, NFE-1/10 latency, peak memory
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python scripts/bench.py ...
                                                   # an AVX512 CPU run as an AVX2-only one (the header says so)
 
@@ -113,23 +116,12 @@ def model_config(name: str, size: int | None) -> dict[str, Any]:
 def train_worker(args: argparse.Namespace, variant: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from i2sb.config import to_train_config
     from i2sb.methods import task_degradation
     from i2sb.training.dist import DistInfo
     from i2sb.training.trainer import Trainer
     from i2sb.utils.device import backend_flags, resolve_device
 
-    import yaml
-
-    trainer_cfg = yaml.safe_load((ROOT / "i2sb" / "configs" / "trainer" / "default.yaml").read_text())
-    model = model_config(args.model, args.size)
-    model["use_checkpoint"] = bool(variant.pop("use_checkpoint", False))
-    trainer_cfg.update(batch_size=args.batch, microbatch=args.batch, **variant)
-    cfg = to_train_config({
-        "task": yaml.safe_load((ROOT / "i2sb" / "configs" / "task" / f"{args.task}.yaml").read_text()),
-        "model": model, "data": {"kind": "demo"}, "trainer": trainer_cfg,
-        "run_dir": "/tmp/i2sb-bench", "device": args.device, "logging": {"progress": False},
-    })
+    cfg = bench_train_config(args, variant)
     device = resolve_device(args.device)
     with backend_flags(device, cfg.trainer.cudnn_benchmark, cfg.trainer.deterministic):  # as i2sb-train
         trainer = Trainer(cfg, DistInfo(device=device))
@@ -239,6 +231,103 @@ def sample_worker(args: argparse.Namespace, precision: str) -> dict[str, Any]:
                              args, sync)
 
 
+def distill_worker(args: argparse.Namespace, param: dict[str, Any]) -> dict[str, Any]:
+    """``param["part"]``: ``"train"``, one IBMD iteration of ``i2sb-distill`` (``--aux-steps`` auxiliary updates
+    and one student update, :meth:`DistillTrainer.train_step`) on a teacher of ``--model`` (random weights: speed
+    and memory do not depend on them); ``"restore"``, the restoration of a batch by the teacher (``who``
+    ``teacher``, Algorithm 2) or the one-step student (``student``) at ``param["nfe"]`` (i2sb-sample's precision).
+    Memory: ``max_memory_allocated`` on CUDA (weights included), peak RSS growth on the CPU."""
+    import itertools
+
+    import torch
+
+    from i2sb.core.bridge import Bridge
+    from i2sb.core.denoiser import BridgeDenoiser
+    from i2sb.core.precision import resolve_precision
+    from i2sb.distill import BridgeGenerator
+    from i2sb.distill.data import to_degraded
+    from i2sb.distill.schema import to_distill_config
+    from i2sb.distill.trainer import DistillTrainer
+    from i2sb.methods import task_degradation
+    from i2sb.restoration import Restorer
+    from i2sb.restoration.algorithms import BridgeRestoration
+    from i2sb.restoration.spec import NetworkSpec
+    from i2sb.restoration.student import StudentInfo, StudentRestoration, student_denoiser
+    from i2sb.training.dist import DistInfo
+    from i2sb.training.trainer import build_unet
+    from i2sb.utils.device import resolve_device
+
+    device = resolve_device(args.device)
+    base_rss = rss_mb()
+    cfg = bench_train_config(args, {})
+    task, size = cfg.task, cfg.model.image_size
+    torch.manual_seed(0)
+    unet = build_unet(cfg)
+    with torch.no_grad():  # a non-trivial network: perturb the zero-initialised output layers
+        for p in unet.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+    bridge = Bridge.symmetric(task.n_steps, task.beta_max)
+    teacher = BridgeDenoiser(unet, bridge, task.t0, task.T, task.cond_x1).to(device).eval()
+    x0 = torch.rand(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sync = device_sync(device)
+    if param["part"] == "train":
+        dcfg = to_distill_config({"ckpt": "unused", "run_dir": "/tmp/i2sb-bench-distill", "device": args.device,
+                                  "data": {"kind": "demo", "image_size": size}, "logging": {"progress": False},
+                                  "distill": {"aux_steps": args.aux_steps},
+                                  "trainer": {"batch_size": args.batch, "eval_batch": args.batch}})
+        spec = NetworkSpec(cfg.model.unet_kwargs(), {}, task, size)
+        trainer = DistillTrainer(dcfg, DistInfo(device=device), spec, teacher, size)
+        deg = task_degradation(task, size)
+        batches = itertools.repeat({"x0": x0})
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        fn = lambda: trainer.train_step(batches, lambda b, g: to_degraded(b, deg, task, g, device))  # noqa: E731
+        times = timed(fn, args.warmup, args.repeats, sync)
+        precision = trainer.cfg.trainer.precision
+    else:
+        if param["who"] == "student":
+            generator = BridgeGenerator.from_denoiser(teacher, 3, 0.1, torch.Generator().manual_seed(0))
+            net = generator.net.to(device).eval()
+            del teacher, unet, generator
+            restorer = Restorer(student_denoiser(net, task, 3).to(device).eval(),
+                                StudentRestoration(bridge, task, StudentInfo(3, 1)), task, size)
+        else:
+            restorer = Restorer(teacher, BridgeRestoration(bridge, task), task, size)
+        x1, mask = task_degradation(task, size)(x0, generator=torch.Generator().manual_seed(1))
+        x1 = x1.to(device)
+        mask = None if mask is None else mask.to(device)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        g = torch.Generator(device=device).manual_seed(0)
+        options = restorer.options(nfe=param["nfe"])
+        fn = lambda: restorer.restore(x1, mask=mask, generator=g, options=options)  # noqa: E731
+        heavy = param["nfe"] > 10
+        times = timed(fn, 1 if heavy else args.warmup, max(1, args.repeats // 3) if heavy else args.repeats, sync)
+        precision = resolve_precision(options.precision, device)
+    memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb() - base_rss
+    return {**summary(times), "per_image_s": statistics.median(times) / args.batch, "memory_mb": memory,
+            "precision": str(precision)}
+
+
+def bench_train_config(args: argparse.Namespace, variant: dict[str, Any]) -> Any:
+    """The resolved i2sb-train config of ``--model``, ``--size``, ``--task``, ``--batch`` and ``variant``'s
+    trainer keys (``use_checkpoint``: the model's)."""
+    import yaml
+
+    from i2sb.config import to_train_config
+
+    trainer_cfg = yaml.safe_load((ROOT / "i2sb" / "configs" / "trainer" / "default.yaml").read_text())
+    model = model_config(args.model, args.size)
+    model["use_checkpoint"] = bool(variant.pop("use_checkpoint", False))
+    trainer_cfg.update(batch_size=args.batch, microbatch=args.batch, **variant)
+    return to_train_config({
+        "task": yaml.safe_load((ROOT / "i2sb" / "configs" / "task" / f"{args.task}.yaml").read_text()),
+        "model": model, "data": {"kind": "demo"}, "trainer": trainer_cfg,
+        "run_dir": "/tmp/i2sb-bench", "device": args.device, "logging": {"progress": False},
+    })
+
+
 def data_worker(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     import torch
 
@@ -299,9 +388,9 @@ def quality_table(q: dict[str, Any]) -> list[str]:
 
 
 WORKERS = {"train": train_worker, "sample": sample_worker, "data": data_worker, "quality": quality_worker,
-           "authors_train": authors_train_worker, "authors_sample": authors_sample_worker}
+           "distill": distill_worker, "authors_train": authors_train_worker, "authors_sample": authors_sample_worker}
 AUTHORS = "authors' code (NVlabs/I2SB, fp32)"
-OUR_WORKERS = ("train", "sample", "data", "quality")
+OUR_WORKERS = ("train", "sample", "data", "quality", "distill")
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -317,7 +406,8 @@ def run_worker(args: argparse.Namespace, section: str, param: Any) -> dict[str, 
 def forward_args(args: argparse.Namespace) -> list[str]:
     out = ["--model", args.model, "--batch", str(args.batch), "--device", args.device, "--task", args.task,
            "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--quality-nfe", str(args.quality_nfe),
-           "--sample-nfes", ",".join(map(str, args.sample_nfes))]
+           "--sample-nfes", ",".join(map(str, args.sample_nfes)), "--distill-nfes",
+           ",".join(map(str, args.distill_nfes)), "--aux-steps", str(args.aux_steps)]
     if args.size:
         out += ["--size", str(args.size)]
     if args.ckpt:
@@ -398,6 +488,33 @@ def sample_table(results: dict[str, dict[str, Any]], nfes: tuple[int, ...] = SAM
     return lines
 
 
+def distill_rows(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The distill section: the teacher's training step (i2sb-train's default), one IBMD iteration, and
+    restoration latency per image of the teacher at ``--distill-nfes`` and of the one-step student; each in its
+    own subprocess (clean peak memory)."""
+    rows = {f"teacher training step (i2sb-train, batch {args.batch})": run_worker(args, "train", {}),
+            f"student iteration (i2sb-distill: {args.aux_steps} auxiliary + 1 student update, batch {args.batch})":
+                run_worker(args, "distill", {"part": "train"})}
+    for nfe in args.distill_nfes:
+        rows[f"teacher restoration, NFE {nfe}"] = run_worker(args, "distill", {"part": "restore", "who": "teacher",
+                                                                                "nfe": nfe})
+    rows["student restoration, NFE 1"] = run_worker(args, "distill", {"part": "restore", "who": "student", "nfe": 1})
+    return rows
+
+
+def distill_table(results: dict[str, dict[str, Any]], batch: int) -> list[str]:
+    lines = ["| distillation (IBMD) | median ms | min–max ms | ms / image | peak memory MB | precision |",
+             "|---|--:|--:|--:|--:|---|"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error']} | | | | |")
+            continue
+        per_image = r.get("per_image_s", r["median_s"] / batch)
+        lines.append(f"| {name} | {ms(r['median_s'])} | {ms(r['min_s']).strip()}–{ms(r['max_s']).strip()} | "
+                     f"{ms(per_image)} | {r['memory_mb']:.0f} | {r.get('precision', 'default')} |")
+    return lines
+
+
 def data_table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| data (demo photos + degradation) | batches/s | median ms |", "|---|--:|--:|"]
     for name, r in results.items():
@@ -416,7 +533,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds over the training variants and the restoration rows")
-    parser.add_argument("--sections", default="train,sample,data", help="comma list of train,sample,data,quality")
+    parser.add_argument("--sections", default="train,sample,data",
+                        help="comma list of train,sample,data,quality,distill")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compilation)")
     parser.add_argument("--only", default=None, metavar="NAMES",
                         help="comma list: time only the training variants whose name contains one of these "
@@ -424,6 +542,9 @@ def main() -> int:
                              "them names)")
     parser.add_argument("--sample-nfes", default=",".join(map(str, SAMPLE_NFES)), metavar="N,N",
                         help="NFEs the restoration section times")
+    parser.add_argument("--distill-nfes", default="1,10,100", metavar="N,N",
+                        help="teacher NFEs the distill section times (the student: NFE 1)")
+    parser.add_argument("--aux-steps", type=int, default=5, help="auxiliary updates per IBMD iteration (distill)")
     parser.add_argument("--workers", default="0,2", help="data loader worker counts to compare")
     parser.add_argument("--ckpt", default=None, help="trained checkpoint for the quality section")
     parser.add_argument("--quality-nfe", type=int, default=10)
@@ -434,6 +555,7 @@ def main() -> int:
     parser.add_argument("--param", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.sample_nfes = tuple(int(n) for n in str(args.sample_nfes).split(","))
+    args.distill_nfes = tuple(int(n) for n in str(args.distill_nfes).split(","))
 
     if args.worker:  # child process: one measurement, printed as the last line of JSON
         param = json.loads(args.param) if args.param else None
@@ -477,6 +599,9 @@ def main() -> int:
                 print(f"  sample {name}: {sample_runs[name][-1]}", file=sys.stderr, flush=True)
         results["sample"] = {name: merge_sample_rounds(runs, args.batch) for name, runs in sample_runs.items()}
         print("\n".join(sample_table(results["sample"], args.sample_nfes)) + "\n", flush=True)
+    if "distill" in sections:
+        results["distill"] = distill_rows(args)
+        print("\n".join(distill_table(results["distill"], args.batch)) + "\n", flush=True)
     if "data" in sections:
         results["data"] = {f"{w} workers": run_worker(args, "data", int(w)) for w in args.workers.split(",")}
         print("\n".join(data_table(results["data"])) + "\n", flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import shlex
 import shutil
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from i2sb.cli import sample_main, train_main
 from i2sb.cli.hydra_app import prepare
@@ -80,6 +82,8 @@ def test_a_resume_that_keeps_the_network_is_not_refused(trained, tmp_path, capsy
 # ---------------------------------------------------------------------------- --cfg job: the same checks
 @pytest.mark.parametrize("argv, message", [
     (["task=jpeg5", "data.root=nonexistent"], "data.root: nonexistent: no such folder"),
+    (["task=jpeg5", "data.root=.", "data.val_root=."],
+     "data.root: .: no images found (supported extensions: .bmp, .jpeg, .jpg, .pgm, .png, .ppm, .tif, .tiff, .webp)"),
     (["task=jpeg5", "data=demo", "trainer.batch_size=3"],
      "trainer.batch_size: 3 is not divisible by world_size (1) x trainer.microbatch (2)"),
     (["task=jpeg5", "data=demo", "trainer.lr_step=0"], "trainer.lr_step: must be positive, got 0"),
@@ -173,11 +177,29 @@ def test_a_slurm_launcher_without_slurm_is_one_line(tmp_path, capsys, monkeypatc
     assert "hydra/launcher=slurm_8gpu" in args.overrides
 
 
+@needs_submitit
+def test_a_submission_slurm_refuses_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bin").mkdir()
+    refusal = "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified"
+    (tmp_path / "bin" / "sbatch").write_text(f"#!/bin/sh\necho '{refusal}' >&2\nexit 1\n")
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\nexit 1\n")
+    for name in ("sbatch", "srun"):
+        (tmp_path / "bin" / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    code, _, err = cli(train_main, ["-m", "hydra/launcher=slurm_8gpu", "task=jpeg5", "data=demo",
+                                    "hydra.sweep.dir=sweep"], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert f"i2sb-train: error: Slurm refused the jobs: {refusal} (check hydra.launcher.partition" in err
+    assert "HYDRA_FULL_ERROR" not in os.environ  # set only while the launcher ran
+
+
 # ---------------------------------------------------------------------------- folder names
 @pytest.mark.parametrize("name", ["a=b", "it's", "Été (2024)", "x,y[1]"])
 def test_folders_with_any_name_can_be_passed(name, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / name).mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / name / "photo.png")  # training refuses a folder without images
     code, out, err = cli(train_main, ["task=jpeg5", f"data.root={name}/", f"data.val_root={tmp_path / name}",
                                       "--cfg", "job"], capsys)
     assert code == 0, err
@@ -189,6 +211,7 @@ def test_folders_with_any_name_can_be_passed(name, tmp_path, capsys, monkeypatch
 def test_a_folder_named_like_a_sweep_needs_quotes(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a,b").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a,b" / "photo.png")
     line = one_error(*cli(train_main, ["task=jpeg5", "data.root=a,b", "--cfg", "job"], capsys)[::2])
     assert "data.root=a,b" in line and "quote" in line, line  # Hydra reads a,b as two values
     code, out, err = cli(train_main, ["task=jpeg5", "data.root='a,b'", "--cfg", "job"], capsys)

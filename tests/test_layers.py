@@ -15,8 +15,8 @@ LAYERS = [  # bottom to top; a module may import its own package or the packages
     {"config"},
     {"methods"},
     {"restoration"},
-    {"distill"},  # bridge distillation (IBMD): the student, its auxiliary model and their losses
     {"training"},
+    {"distill"},  # bridge distillation (IBMD): its math, and i2sb-distill's loop on training's building blocks
     {"cli"},  # the command-line entry points
     {"app"},  # i2sb-app: the browser page over the library (and cli's key=value parsing)
     {"bridge", "unet", "train", "__init__"},  # the public aliases (i2sb.bridge, ..., python -m i2sb.train)

@@ -4,13 +4,16 @@ refactors provably change no number.
 ``tests/fixtures/pins.pt`` holds the outputs of every sampler (SDE and OT-ODE models), inpainting, tiling,
 per-image generators, the baselines (Palette, DDNM) and three training steps (losses, weights, EMA),
 written by ``python tests/test_pins.py --write`` before the code they guard changed. They are compared
-exactly where the kernels are those that wrote them (same torch, CPU capability and thread count), and to
-1e-5 elsewhere (other instruction sets round convolutions differently).
+exactly where the kernels are those that wrote them (same torch, CPU model, capability and thread count), and
+to 1e-2 elsewhere: another CPU (another vendor's MKL/oneDNN kernels even at the same capability) rounds
+convolutions differently and a stochastic sampler carries the rounding forward (written on an AMD EPYC,
+read on an Intel Xeon, both AVX512: at most 5.6e-3 on the tiled DDPM output, 1.2e-4 on DDNM's).
 """
 
 from __future__ import annotations
 
 import hashlib
+import platform
 import sys
 from pathlib import Path
 
@@ -105,10 +108,20 @@ def digest(name: str, values: torch.Tensor) -> dict[str, torch.Tensor]:
     return {f"{name}_sha256": torch.tensor(list(sha), dtype=torch.uint8), f"{name}_every101": values[::101].clone()}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def kernels() -> dict[str, object]:
     """What decides the rounding of the CPU kernels."""
-    return {"torch": str(torch.__version__), "capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads()}
+    return {"torch": str(torch.__version__), "cpu": cpu_model(),
+            "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
 
 
 def compute(tmp_path: Path) -> dict[str, torch.Tensor]:
@@ -136,7 +149,7 @@ def test_every_pinned_output_is_reproduced(pinned, computed):
         if exact:
             assert torch.equal(computed[name], expected), f"{name}: not bit-identical to the pin"
         elif not name.endswith("_sha256"):
-            torch.testing.assert_close(computed[name], expected, rtol=1e-5, atol=1e-5, msg=name)
+            torch.testing.assert_close(computed[name], expected, rtol=1e-3, atol=1e-2, msg=name)
 
 
 if __name__ == "__main__":  # python tests/test_pins.py --write

@@ -16,10 +16,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from ..config import SampleConfig, TrainConfig
+from ..distill.schema import DistillConfig
 from .hydra_errors import describe
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-SCHEMAS = {"train_schema": TrainConfig, "sample_schema": SampleConfig}  # name in the defaults -> dataclass
+SCHEMAS = {"train_schema": TrainConfig, "sample_schema": SampleConfig, "distill_schema": DistillConfig}  # name in the defaults -> dataclass
 EXIT_USAGE = 2
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,7 +82,7 @@ def run(tool: HydraTool, argv: list[str]) -> int:
         return _status(exit_.code)
     register_schemas()
     try:
-        with _logging_restored():
+        with _logging_restored(), _launcher_errors_raised(getattr(args, "remote", False)):
             _run_hydra(args=args, args_parser=parser, task_function=tool.task_function,
                        config_path=str(CONFIG_DIR), config_name=tool.config_name)
     except SystemExit as exit_:
@@ -89,6 +90,10 @@ def run(tool: HydraTool, argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"{tool.prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # only with a Slurm launcher (see _launcher_errors_raised)
+        if type(err).__name__ != "FailedJobError":  # submitit's: sbatch refused the submission
+            raise
+        return _slurm_refusal(tool.prog, err)
     return 0
 
 
@@ -160,12 +165,14 @@ def preflight(tool: HydraTool, args: argparse.Namespace) -> list[str]:
     keys_only = args.help or args.info is not None
     search = _config_dir(args.config_dir)
     directories: dict[Path, list[str]] = {}
+    args.remote = False  # a Slurm launcher submits the jobs (:func:`run` reports its refusal in one line)
     for job in _jobs(overrides) if args.multirun else [overrides]:
         full, forced = compose_job(tool.config_name, job + search)
         overrides = [_force(o) if _key(o) in forced else o for o in overrides]
         if keys_only:
             continue
         place = _check_job(tool, args, full, job)
+        args.remote = args.remote or (place is not None and place.remote)
         if place is not None and place.output_dir is not None and \
                 directories.setdefault(place.output_dir, job) is not job:
             raise UsageError(_shared_directory(job, directories[place.output_dir], place.output_dir))
@@ -275,6 +282,34 @@ def _jobs(overrides: list[str]) -> list[list[str]]:
     except HydraException as err:
         raise UsageError(describe(err, overrides, config_groups())) from None
     return jobs
+
+
+def _slurm_refusal(prog: str, err: Exception) -> int:
+    """One line for a submission Slurm refused (submitit's ``FailedJobError``: sbatch's own error); exit 1."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or ["no message"]
+    reason = next((line for line in lines if "error" in line.lower()), lines[0])
+    print(f"{prog}: error: Slurm refused the jobs: {reason} (check hydra.launcher.partition, account, qos, "
+          f"timeout_min, ...)", file=sys.stderr)
+    return 1
+
+
+@contextmanager
+def _launcher_errors_raised(slurm: bool) -> Iterator[None]:
+    """With a Slurm launcher, let the launcher's exceptions reach :func:`run` (Hydra would print them as a
+    traceback through itself, submitit and the subprocess: ``HYDRA_FULL_ERROR`` makes it re-raise them); the
+    jobs run elsewhere, so no job's own error passes here."""
+    if not slurm:
+        yield
+        return
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
 
 
 @contextmanager

@@ -48,22 +48,29 @@ def validate(cfg: DictConfig) -> TrainConfig:
 def check_inputs(cfg: TrainConfig, place: JobPlace) -> None:
     """What the run itself would refuse, checked before Hydra creates or writes into the run directory: the device
     is here (unless a Slurm launcher runs the job elsewhere), the batch splits over the job's processes, the files
-    and folders the run reads exist, and the run directory's ``latest.pt``, if any, loads and was trained with
-    this network, task and method (a resume that would be refused leaves the run's record untouched)."""
+    and folders the run reads exist (a data folder holds at least one image), and the run directory's
+    ``latest.pt``, if any, loads and was trained with this network, task and method (a resume that would be
+    refused leaves the run's record untouched)."""
     from ..restoration.checkpoints import LATEST  # lazy: --help does not import torch
     from ..training.resume import check_resume  # lazy: as above
     from ..training.trainer import micro_steps  # lazy: as above
     from ..utils.device import resolve_device  # lazy: as above
+    from ..utils.listing import extensions_text, has_images  # lazy: as above
 
     if not place.remote:
         resolve_device(cfg.device)  # DeviceError (a ValueError): one line, exit 2
     micro_steps(cfg, place.world_size)
+    if cfg.data.kind == "degraded":
+        raise ValueError("data.kind: degraded photos without clean ones are i2sb-distill's data; i2sb-train "
+                         "learns from clean images (data=imagefolder, paired or demo)")
     folders = {"data.root": cfg.data.root, "data.val_root": cfg.data.val_root} \
         if cfg.data.kind in ("imagefolder", "paired") else {}
     files = {"model.init": cfg.model.init, "task.params.mask_file": cfg.task.params.get("mask_file")}
     for key, path in folders.items():
         if path is not None and not Path(path).expanduser().is_dir():
             raise FileNotFoundError(f"{key}: {path}: no such folder")
+        if path is not None and not has_images(Path(path).expanduser()):
+            raise ValueError(f"{key}: {path}: no images found (supported extensions: {extensions_text()})")
     for key, path in files.items():
         if path is not None and not Path(path).expanduser().is_file():
             hint = f" ({ADM_HINT}; or set model.init=PATH)" if key == "model.init" else ""

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
+from .degraded import DegradedFolder
 from .demo import DEMO_PHOTOS, DEMO_SPLIT, DemoImages, demo_photos, write_demo_folder
 from .folders import SPLITS, ImageFolder, PairedFolders, is_train_split, match_pairs, transform
 from .loader import infinite_loader
@@ -25,11 +26,16 @@ def _paired(image_size: int, split: str, *, root: str | None = None, clean: str 
     return PairedFolders(root, image_size, is_train_split(split), clean, degraded, **options)
 
 
+def _degraded(image_size: int, split: str, *, root: str, scale: int = 1) -> Dataset:
+    return DegradedFolder(root, image_size, train=is_train_split(split), scale=scale)
+
+
 def _demo(image_size: int, split: str, **kwargs: Any) -> Dataset:
     return DemoImages(image_size, split, **kwargs)
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {"imagefolder": _image_folder, "paired": _paired, "demo": _demo}
+DATASETS: dict[str, Callable[..., Dataset]] = {"imagefolder": _image_folder, "paired": _paired, "demo": _demo,
+                                               "degraded": _degraded}
 CROPPED = frozenset({"imagefolder", "paired"})  # kinds that take crop= (the demo photos give native patches)
 
 
@@ -52,6 +58,7 @@ def build_dataset(kind: str, image_size: int, split: str, **kwargs: Any) -> Data
                      zoom=(1, 1) (native), random_crop=False (resize)
         paired:      root=None, clean="clean", degraded="degraded", and the same crop, zoom, random_crop
         demo:        length=1024, zoom=(1, 1), val_zooms=(1,)
+        degraded:    root, scale=1 (degraded inputs only, ``{"x1"}`` items; see :mod:`.degraded`)
     """
     if kind not in DATASETS:
         raise ValueError(f"unknown dataset kind {kind!r}; valid kinds: {', '.join(DATASETS)}")
@@ -59,6 +66,6 @@ def build_dataset(kind: str, image_size: int, split: str, **kwargs: Any) -> Data
 
 
 __all__ = [
-    "DATASETS", "DEMO_PHOTOS", "DEMO_SPLIT", "SPLITS", "DemoImages", "ImageFolder", "PairedFolders", "build_dataset",
+    "DATASETS", "DEMO_PHOTOS", "DegradedFolder", "DEMO_SPLIT", "SPLITS", "DemoImages", "ImageFolder", "PairedFolders", "build_dataset",
     "build_split", "demo_photos", "infinite_loader", "is_train_split", "match_pairs", "transform", "write_demo_folder",
 ]

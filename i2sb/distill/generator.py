@@ -34,14 +34,10 @@ from torch import Tensor, nn
 from ..core.bridge import Bridge
 from ..core.denoiser import BridgeDenoiser
 from ..core.noise import Generators, randn
+from ..restoration.student import student_steps
 
 Generator = Callable[[Tensor, int, "Tensor | None", "Tensor | None"], Tensor]
 """``G(xs, step, cond, z) -> x0``: ``xs`` the state at ``step`` (x1 at N-1), ``z`` N(0, I) or None."""
-
-
-def student_steps(bridge: Bridge, k: int) -> list[int]:
-    """The K steps a K-step student evaluates, from the top: the teacher's NFE-K steps, step 0 left out."""
-    return bridge.timesteps(k)[1:][::-1]
 
 
 def draw_z(G: nn.Module | Generator, xs: Tensor, generator: Generators = None) -> Tensor | None:

@@ -7,7 +7,8 @@ A training checkpoint of this project is a plain dict loadable with ``torch.load
      "model": U-Net state_dict (guided-diffusion keys), "ema": EMA.state_dict(),
      "optimizer": ..., "lr_scheduler": ..., "grad_scaler": ..., "rng": {...},
      "config": the resolved training config (nested dict), "stats": {...},
-     "validation": the last validation's PSNR and SWD per NFE (i2sb.evaluation.record; {} before one)}
+     "validation": the last validation's PSNR and SWD per NFE (i2sb.evaluation.record; {} before one),
+     "student": a distilled student's {"z_channels", "steps"} (i2sb-distill; method "ibmd"), absent otherwise}
 
 A run directory holds ``config.yaml``, ``latest.pt``, optional ``ckpt_{step:09d}.pt`` and ``metrics.jsonl``.
 """
@@ -75,7 +76,7 @@ def own_spec(ckpt: dict[str, Any], use_ema: bool, overrides: dict[str, Any], sou
     kwargs.update(overrides)
     image_size = int(overrides.get("image_size", cfg.data.image_size))
     return NetworkSpec(kwargs, weights, cfg.task, image_size, cfg.trainer.eval_nfe, cfg.method,
-                       ckpt.get("validation") or None)
+                       ckpt.get("validation") or None, ckpt.get("student"))
 
 
 def adm_prior_spec(obj: dict[str, Any], overrides: dict[str, Any], source: str) -> NetworkSpec:

@@ -141,7 +141,7 @@ def export_model(ckpt: str | Path, output: str | Path, use_ema: bool = True,
     config = {"format": FORMAT, "version": VERSION, "method": spec.method, "image_size": spec.image_size,
               "default_nfe": spec.default_nfe, "task": asdict(spec.task), "network": _jsonable(spec.unet_kwargs),
               "weights": "ema" if use_ema else "raw", "source": source_name(source.resolve()),
-              "validation": spec.validation}
+              "validation": spec.validation, **({"student": spec.student} if spec.student else {})}
     card = model_card(spec, _training_info(source), output.name)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))

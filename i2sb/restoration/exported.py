@@ -39,4 +39,5 @@ def exported_spec(folder: str | Path, overrides: dict[str, Any] | None = None) -
         raise ValueError(f"{folder / WEIGHTS_FILE}: cannot read ({' '.join(str(err).split())})") from None
     network = {**config["network"], **(overrides or {})}
     return NetworkSpec(network, weights, TaskConfig(**config["task"]), int(network.get("image_size",
-                       config["image_size"])), int(config["default_nfe"]), config["method"], config.get("validation"))
+                       config["image_size"])), int(config["default_nfe"]), config["method"], config.get("validation"),
+                       config.get("student"))

@@ -22,6 +22,8 @@ from .algorithms import BridgeRestoration, ddnm_restoration, palette_restoration
 from .checkpoints import network_spec
 from .restorer import RestorationKind, Restorer
 from .spec import NetworkSpec, build_network
+from .student import METHOD as STUDENT_METHOD
+from .student import StudentInfo, StudentRestoration, student_denoiser
 
 
 def _bridge(task: TaskConfig, ddnm: DDNMOptions) -> RestorationKind:
@@ -68,6 +70,10 @@ def restorer_from_spec(spec: NetworkSpec, device: torch.device, source: str,
                        ddnm: DDNMOptions = DDNMOptions()) -> Restorer:
     """Build the network of ``spec`` on ``device`` in its method's denoiser, and its restorer."""
     denoiser = denoiser_from_spec(spec, device, source)
+    if spec.method == STUDENT_METHOD:
+        algorithm = StudentRestoration(Bridge.symmetric(spec.task.n_steps, spec.task.beta_max), spec.task,
+                                       student_info(spec, source))
+        return Restorer(denoiser, algorithm, spec.task, spec.image_size, spec.default_nfe, spec.validation)
     try:
         return restorer_for(spec.method, denoiser, spec.task, spec.image_size, spec.default_nfe, ddnm, spec.validation)
     except ValueError as err:

@@ -21,7 +21,8 @@ class NetworkSpec:
     and degradation it was trained for; ``image_size``: the training size (default tile); ``default_nfe``: the
     checkpoint's setting (``trainer.eval_nfe``); ``method``: the training method (``i2sb`` | ``palette`` | ``ddpm``),
     which decides how it restores; ``validation``: the record of its training validation (PSNR, SWD per NFE;
-    :mod:`i2sb.evaluation.record`), None for checkpoints without one.
+    :mod:`i2sb.evaluation.record`), None for checkpoints without one; ``student``: a distilled student's
+    ``{"z_channels", "steps"}`` (:class:`~i2sb.restoration.student.StudentInfo`; ``method`` ``ibmd``), else None.
     """
 
     unet_kwargs: dict[str, Any]
@@ -31,6 +32,7 @@ class NetworkSpec:
     default_nfe: int = 10
     method: str = "i2sb"
     validation: dict[str, Any] | None = None
+    student: dict[str, Any] | None = None
 
 
 ALIGNMENT = 64  # bytes; what torch's allocator and its checkpoint files give every tensor

@@ -137,6 +137,12 @@ def list_images(root: str | Path, arrays: bool = False) -> list[Path]:
     return scan_images(root, arrays).images
 
 
+def has_images(folder: str | Path) -> bool:
+    """Whether ``folder`` holds at least one image (recursively, as :func:`scan_images` lists them); the scan stops
+    at the first, so a check before a long run costs little even on a data set of millions of files."""
+    return any(path.suffix.lower() in IMAGE_EXTENSIONS for path, _ in walk_once(Path(folder)))
+
+
 def require_listing(root: str | Path, arrays: bool = False) -> Listing:
     """:func:`scan_images`, raising a one-line ValueError when the folder holds no images."""
     listing = scan_images(root, arrays)
