@@ -205,7 +205,7 @@ def _check_values(cfg: TrainConfig) -> None:
 
 
 def _check_crop(data: DataConfig) -> None:
-    from .data.folders import CROPS  # lazy: the schemas stay torch-free
+    from .data.datasets import CROPS  # lazy: the schemas stay torch-free
     if data.crop not in CROPS:
         raise ConfigError(f"config key 'data.crop': must be one of {', '.join(CROPS)}, got '{data.crop}'")
     if data.kind == "demo" and data.crop != "native":

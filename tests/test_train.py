@@ -12,7 +12,7 @@ from i2sb.config import ConfigError, TrainerConfig, to_train_config
 from i2sb.methods import BridgeMethod, make_pair, task_degradation
 from i2sb.methods.base import draw_steps
 from i2sb.nets.guided_diffusion import load_adm_init
-from i2sb.restoration.checkpoints import FORMAT
+from i2sb.utils.file_formats import CHECKPOINT_FORMAT
 from i2sb.train import train
 from i2sb.training.dist import DistInfo
 from i2sb.training.loop import TrainingError, cpu_batch_hint
@@ -113,7 +113,7 @@ def test_run_writes_state_and_metrics(tmp_path, capsys):
     assert summary["step"] == 4 and summary["bad_steps"] == 0
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "samples" / "step_000000004.png").is_file()
     state = load_torch(tmp_path / "latest.pt")
-    assert state["format"] == FORMAT and state["step"] == 4
+    assert state["format"] == CHECKPOINT_FORMAT and state["step"] == 4
     assert set(state) >= {"model", "ema", "optimizer", "lr_scheduler", "rng", "config"}
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ..evaluation.folders import EvaluationWarning, evaluate_folders
+from ..evaluation.evaluate_folders import EvaluationWarning, evaluate_folders
 from ..evaluation.report import format_table
 from ..utils.device import resolve_device
 from ..utils.files import write_json

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, TrainConfig, to_container, to_train_config
 from ..utils.allocator import reuse_freed_memory
+from ..utils.file_formats import LATEST
 from .compose import group_options
 from .hydra_app import HydraTool, job_failed, output_dir, run
 from .jobs import JobPlace
@@ -50,8 +51,7 @@ def check_inputs(cfg: TrainConfig, place: JobPlace) -> None:
     is here (unless a Slurm launcher runs the job elsewhere), the batch splits over the job's processes, the files
     and folders the run reads exist, and the run directory's ``latest.pt``, if any, loads and was trained with
     this network, task and method (a resume that would be refused leaves the run's record untouched)."""
-    from ..restoration.checkpoints import LATEST  # lazy: --help does not import torch
-    from ..training.resume import check_resume  # lazy: as above
+    from ..training.resume import check_resume  # lazy: --help does not import torch
     from ..training.trainer import micro_steps  # lazy: as above
     from ..utils.device import resolve_device  # lazy: as above
 

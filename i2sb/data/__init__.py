@@ -12,7 +12,7 @@ from typing import Any, Callable
 from torch.utils.data import Dataset
 
 from .demo import DEMO_PHOTOS, DEMO_SPLIT, DemoImages, demo_photos, write_demo_folder
-from .folders import SPLITS, ImageFolder, PairedFolders, is_train_split, match_pairs, transform
+from .datasets import SPLITS, ImageFolder, PairedFolders, is_train_split, match_pairs, transform
 from .loader import infinite_loader
 
 

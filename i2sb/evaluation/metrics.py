@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..utils.loaderrors import UnreadableFile
 from ..utils.torchfile import load_torch
-from .weights import INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSpec  # noqa: F401  (re-exported)
+from .weights import INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSource  # noqa: F401  (re-exported)
 
 # ---------------------------------------------------------------------------------------------
 # PSNR and SSIM
@@ -188,7 +188,7 @@ def load_fid_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 
-def find_weights(spec: WeightsSpec, path: str | Path | None = None) -> Path | None:
+def find_weights(spec: WeightsSource, path: str | Path | None = None) -> Path | None:
     """Resolve a weights file: explicit ``path`` > ``$env_var`` > torch.hub cache; ``None`` if absent.
 
     An explicit path or environment variable that names a missing file is an error.
@@ -202,7 +202,7 @@ def find_weights(spec: WeightsSpec, path: str | Path | None = None) -> Path | No
     return cached if cached.is_file() else None
 
 
-def _load_weights(net: nn.Module, path: Path, spec: WeightsSpec) -> nn.Module:
+def _load_weights(net: nn.Module, path: Path, spec: WeightsSource) -> nn.Module:
     """Load a state_dict file (a DataParallel ``module.`` prefix is dropped) into ``net``, strictly."""
     try:
         state = load_torch(path)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..utils.torchfile import load_torch
-from .metrics import WeightsSpec, find_weights
+from .metrics import WeightsSource, find_weights
 from .weights import BACKBONE_WEIGHTS  # noqa: F401  (re-exported)
 
 MIN_SIZE = {"alex": 31, "vgg": 16}  # smallest image side the backbone's pooling accepts
@@ -40,13 +40,13 @@ def import_lpips():
     return lpips
 
 
-def _spec(net: str) -> WeightsSpec:
+def _spec(net: str) -> WeightsSource:
     if net not in BACKBONE_WEIGHTS:
         raise ValueError(f"unknown LPIPS network {net!r}; expected one of {sorted(BACKBONE_WEIGHTS)}")
     return BACKBONE_WEIGHTS[net]
 
 
-def copy_backbone(trunk: nn.Module, state: dict[str, Tensor], spec: WeightsSpec, path: Path) -> None:
+def copy_backbone(trunk: nn.Module, state: dict[str, Tensor], spec: WeightsSource, path: Path) -> None:
     """Load torchvision's ``features.I.*`` tensors into the package's trunk (``sliceK.I.*``), strictly.
 
     A whole torchvision state_dict (classifier included) or its ``features.*`` part alone is accepted.

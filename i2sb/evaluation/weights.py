@@ -21,7 +21,7 @@ def hub_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class WeightsSpec:
+class WeightsSource:
     """Where a pre-trained network's weights come from and where this library looks for them."""
 
     what: str
@@ -42,7 +42,7 @@ class WeightsSpec:
 
 
 # clean-fid legacy_pytorch = pytorch-fid's port of the TF Inception (cleanfid/inception_pytorch.py).
-INCEPTION_WEIGHTS = WeightsSpec(
+INCEPTION_WEIGHTS = WeightsSource(
     what="FID Inception (clean-fid legacy_pytorch)",
     filename="pt_inception-2015-12-05-6726825d.pth",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
@@ -50,7 +50,7 @@ INCEPTION_WEIGHTS = WeightsSpec(
     option="inception",
 )
 # torchvision resnet50(pretrained=True) as in the authors' evaluation/resnet.py = IMAGENET1K_V1.
-RESNET50_WEIGHTS = WeightsSpec(
+RESNET50_WEIGHTS = WeightsSource(
     what="ResNet-50 (torchvision IMAGENET1K_V1)",
     filename="resnet50-0676ba61.pth",
     url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
@@ -59,14 +59,14 @@ RESNET50_WEIGHTS = WeightsSpec(
 )
 
 BACKBONE_WEIGHTS = {  # torchvision's IMAGENET1K_V1 files, what lpips.LPIPS(pretrained backbone) downloads
-    "alex": WeightsSpec(
+    "alex": WeightsSource(
         what="LPIPS backbone AlexNet (torchvision IMAGENET1K_V1)",
         filename="alexnet-owt-7be5be79.pth",
         url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         env_var="I2SB_LPIPS_BACKBONE",
         option="lpips_weights",
     ),
-    "vgg": WeightsSpec(
+    "vgg": WeightsSource(
         what="LPIPS backbone VGG-16 (torchvision IMAGENET1K_V1)",
         filename="vgg16-397923af.pth",
         url="https://download.pytorch.org/models/vgg16-397923af.pth",

@@ -199,7 +199,7 @@ def scan_folder(items: Iterable[Item], batch_size: int, device: torch.device, sc
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_or_note(spec: metrics.WeightsSpec, path, loader, device, notes: list[str], skipped: str):
+def _load_or_note(spec: metrics.WeightsSource, path, loader, device, notes: list[str], skipped: str):
     """The network from ``path`` or the default locations, or ``None`` and a note saying what to get."""
     if metrics.find_weights(spec, path) is None:
         notes.append(f"{skipped} skipped: {spec.missing_message()}")
