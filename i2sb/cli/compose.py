@@ -20,7 +20,6 @@ from .hydra_errors import describe
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SCHEMAS = {"train_schema": TrainConfig, "sample_schema": SampleConfig}  # name in the defaults -> dataclass
-EXIT_USAGE = 2
 
 
 def register_schemas() -> None:

@@ -7,7 +7,7 @@ import sys
 from ..degrade.degrade_folder import plan
 from ..degrade.degrade_folder import run as degrade_all
 from .degrade import PROG, DegradeOptions
-from .keyvalue import EXIT_USAGE
+from .usage import EXIT_USAGE
 
 
 def run(options: DegradeOptions) -> int:

@@ -12,7 +12,7 @@ from ..utils.device import resolve_device
 from ..utils.files import write_json
 from ..utils.images import IMAGE_EXTENSIONS
 from .evaluate import LPIPS_NETS, PROG, EvalOptions, json_path
-from .keyvalue import UsageError
+from .usage import UsageError
 
 
 def check_options(options: EvalOptions) -> EvalOptions:

@@ -18,7 +18,8 @@ from omegaconf import MISSING
 from ..evaluation.report import MAX_TABLE_ROWS
 from ..evaluation.weights import BACKBONE_WEIGHTS, INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSource
 from .eval_flags import translate_flags
-from .keyvalue import EXIT_USAGE, Tool, UsageError, exit_with, run_tool
+from .keyvalue import Tool, exit_with, run_tool
+from .usage import EXIT_USAGE, UsageError
 
 PROG = "i2sb-eval"
 DEFAULT_JSON_SUFFIX = "_metrics.json"  # RESTORED_metrics.json beside the folder evaluated, never inside it

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..restoration.export_writer import check_output, export_model
 from .export import PROG, ExportOptions
-from .keyvalue import EXIT_USAGE, UsageError
+from .usage import EXIT_USAGE, UsageError
 
 
 def run(options: ExportOptions) -> int:
