@@ -174,31 +174,35 @@ def _roots_default_to_null(cfg: Any) -> Any:
 
 def _check_values(cfg: TrainConfig) -> None:
     from .core.precision import PRECISIONS  # lazy: the schemas stay torch-free
-    t = cfg.trainer
-    if t.precision not in PRECISIONS:
-        raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, got '{t.precision}'")
-    if t.microbatch != "auto" and (isinstance(t.microbatch, bool) or not isinstance(t.microbatch, int)):
-        raise ConfigError(f"config key 'trainer.microbatch': must be a positive integer or auto, got {t.microbatch!r}")
-    for key in ("batch_size", *(("microbatch",) if t.microbatch != "auto" else ()), "max_steps", "lr_step",
+    trainer = cfg.trainer
+    if trainer.precision not in PRECISIONS:
+        raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, "
+                          f"got '{trainer.precision}'")
+    microbatch = trainer.microbatch
+    if microbatch != "auto" and (isinstance(microbatch, bool) or not isinstance(microbatch, int)):
+        raise ConfigError(f"config key 'trainer.microbatch': must be a positive integer or auto, got {microbatch!r}")
+    for key in ("batch_size", *(("microbatch",) if microbatch != "auto" else ()), "max_steps", "lr_step",
                 "ckpt_every", "eval_every", "log_every"):
-        if getattr(t, key) <= 0:
-            raise ConfigError(f"config key 'trainer.{key}': must be positive, got {getattr(t, key)}")
+        if getattr(trainer, key) <= 0:
+            raise ConfigError(f"config key 'trainer.{key}': must be positive, got {getattr(trainer, key)}")
     for key in ("ema", "adam_beta2"):
-        if not 0.0 <= getattr(t, key) < 1.0:
-            raise ConfigError(f"config key 'trainer.{key}': must be in [0, 1), got {getattr(t, key)}")
-    if not t.t_power > 0:
-        raise ConfigError(f"config key 'trainer.t_power': must be > 0 (1: uniform steps, as the paper), got {t.t_power}")
-    if t.lr_warmup < 0:
-        raise ConfigError(f"config key 'trainer.lr_warmup': must be >= 0 (0: no warm-up), got {t.lr_warmup}")
+        if not 0.0 <= getattr(trainer, key) < 1.0:
+            raise ConfigError(f"config key 'trainer.{key}': must be in [0, 1), got {getattr(trainer, key)}")
+    if not trainer.t_power > 0:
+        raise ConfigError(f"config key 'trainer.t_power': must be > 0 (1: uniform steps, as the paper), "
+                          f"got {trainer.t_power}")
+    if trainer.lr_warmup < 0:
+        raise ConfigError(f"config key 'trainer.lr_warmup': must be >= 0 (0: no warm-up), got {trainer.lr_warmup}")
     if cfg.task.n_steps < 2 or cfg.task.n_steps % 2:
         raise ConfigError(f"config key 'task.n_steps': must be an even integer >= 2, got {cfg.task.n_steps}")
     if cfg.data.kind in ("imagefolder", "paired") and not cfg.data.root:
         raise ConfigError(f"config key 'data.root': required for data.kind={cfg.data.kind} (the training images folder)")
     _check_crop(cfg.data)
     check_task_params(cfg.task)
-    if not 1 <= t.eval_nfe < cfg.task.n_steps:
-        raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, got {t.eval_nfe}")
-    for nfe in t.eval_nfes:
+    if not 1 <= trainer.eval_nfe < cfg.task.n_steps:
+        raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, "
+                          f"got {trainer.eval_nfe}")
+    for nfe in trainer.eval_nfes:
         if not 1 <= nfe < cfg.task.n_steps:
             raise ConfigError(f"config key 'trainer.eval_nfes': every NFE must be in 1..{cfg.task.n_steps - 1}, "
                               f"got {nfe}")
