@@ -23,6 +23,7 @@ from PIL import Image
 
 import i2sb
 from i2sb import degrade
+from i2sb.bridge import Bridge
 from i2sb.cli import sample_main
 from i2sb.config import TaskConfig
 from i2sb.nets.guided_diffusion import infer_unet_kwargs
@@ -67,8 +68,10 @@ def reference_sampling(unet: UNet, x1, options: dict, nfe: int, mask=None, gener
     return xt
 
 
-def test_reference_spacing_is_the_authors():
-    assert space_indices(1000, 3) == [0, 500, 999] and space_indices(1000, 4) == [0, 333, 666, 999]
+@pytest.mark.parametrize("nfe", [1, 2, 3, 7, 10, 999])
+def test_the_bridge_visits_the_authors_steps(nfe):
+    """Bridge.timesteps spaces the steps as their space_indices (nfe=2 -> [0, 500, 999], DESIGN.md 4)."""
+    assert Bridge.symmetric(1000, 0.3).timesteps(nfe) == space_indices(1000, nfe + 1)
 
 
 def center_mask(batch: int, size: int) -> torch.Tensor:

@@ -183,11 +183,6 @@ def test_skewed_steps_follow_the_power_law(low, high, power):
         assert float((steps < low + s).double().mean()) == pytest.approx((s / n) ** power, abs=3e-3)
 
 
-def test_the_cpu_recipe_skews_steps_and_the_default_is_uniform():
-    assert group("trainer", "default")["t_power"] == TrainerConfig().t_power == 1.0  # Algorithm 1
-    assert group("trainer", "cpu")["t_power"] == 2.0  # the small-budget recipe (README, equal budget)
-
-
 def test_trainer_draws_steps_with_its_t_power(tmp_path, monkeypatch):
     import i2sb.methods.bridge as bridge_method
 
