@@ -26,9 +26,8 @@ a few images FID is biased and only comparable at equal N).
 
 Extra ``key=value`` arguments go to every ``i2sb-train`` run (e.g. ``trainer.lr=1e-3``). DDNM needs a linear
 task (SR, blur, inpainting, colorization); for JPEG it is left out. Default budget: ``model=small`` with 32
-channels and one residual block per level at 32 px, batch 8, 2000 steps per approach (see ``--help``): on an
-idle 2-core CPU with AVX512-BF16 (no AMX) about 5-6 minutes of training per approach (5.7-6.4 it/s,
-2026-12-03) and under a minute for the NFE sweeps, so 17 minutes for one task; ``--steps`` scales it linearly.
+channels and one residual block per level at 32 px, batch 8, 2000 steps per approach (see ``--help``): about a
+quarter of an hour per task on a 2-core CPU (scripts/README.md); ``--steps`` scales it linearly.
 """
 
 from __future__ import annotations

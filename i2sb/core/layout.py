@@ -1,13 +1,10 @@
 """The memory layout in which restoration hands images to the network.
 
-On CPUs oneDNN's convolutions run faster on channels-last (NHWC) activations than on NCHW ones in inference:
-1.10-1.24x for a whole U-Net forward, fp32 and bf16, batch 8 at 64 px and one 256-px image (AMD EPYC, with and
-without its kernels capped at AVX2; side by side: ``scripts/bench.py --sections sample``, rows ``fp32`` and
-``fp32 nchw``), so restoration feeds the network channels-last images there; the weights keep their layout
-(oneDNN reorders them either way). Training keeps NCHW (``trainer.channels_last``), where the backward of the
-high-resolution convolutions is slower in NHWC. On other devices nothing changes: unmeasured here.
+On CPUs restoration feeds the network channels-last (NHWC) images: oneDNN's inference convolutions are faster
+on them than on NCHW ones (the measurements: scripts/README.md, bench.py). The weights keep their layout
+(oneDNN reorders them either way). Training keeps NCHW (``trainer.channels_last``): there the backward of the
+high-resolution convolutions is slower in NHWC. Other devices get the images unchanged.
 """
-
 from __future__ import annotations
 
 import torch
