@@ -79,8 +79,8 @@ def _metrics_written(restored) -> bool:
 
 
 def _no_weights(monkeypatch, tmp_path):
-    for spec in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS, *perceptual.BACKBONE_WEIGHTS.values()):
-        monkeypatch.delenv(spec.env_var, raising=False)
+    for source in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS, *perceptual.BACKBONE_WEIGHTS.values()):
+        monkeypatch.delenv(source.env_var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))
 
 

@@ -65,9 +65,9 @@ class EvalOptions:
         "help": "seed of SWD's patch positions and projections (SWD is always computed for the pairs)"})
 
 
-def _weights_note(spec: WeightsSource) -> str:
-    return (f"{spec.what}:\n  get {spec.url}\n  then {spec.option}=PATH, or ${spec.env_var}=PATH, "
-            f"or {spec.cache_path()}")
+def _weights_note(source: WeightsSource) -> str:
+    return (f"{source.what}:\n  get {source.url}\n  then {source.option}=PATH, or ${source.env_var}=PATH, "
+            f"or {source.cache_path()}")
 
 
 TOOL = Tool(
