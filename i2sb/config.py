@@ -176,10 +176,8 @@ def _check_values(cfg: TrainConfig) -> None:
     from .core.precision import PRECISIONS  # lazy: the schemas stay torch-free
     trainer = cfg.trainer
     if trainer.precision not in PRECISIONS:
-        raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, "
-                          f"got '{trainer.precision}'")
-    microbatch = trainer.microbatch
-    if microbatch != "auto" and (isinstance(microbatch, bool) or not isinstance(microbatch, int)):
+        raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, got '{trainer.precision}'")
+    if (microbatch := trainer.microbatch) != "auto" and (isinstance(microbatch, bool) or not isinstance(microbatch, int)):
         raise ConfigError(f"config key 'trainer.microbatch': must be a positive integer or auto, got {microbatch!r}")
     for key in ("batch_size", *(("microbatch",) if microbatch != "auto" else ()), "max_steps", "lr_step",
                 "ckpt_every", "eval_every", "log_every"):
@@ -189,8 +187,7 @@ def _check_values(cfg: TrainConfig) -> None:
         if not 0.0 <= getattr(trainer, key) < 1.0:
             raise ConfigError(f"config key 'trainer.{key}': must be in [0, 1), got {getattr(trainer, key)}")
     if not trainer.t_power > 0:
-        raise ConfigError(f"config key 'trainer.t_power': must be > 0 (1: uniform steps, as the paper), "
-                          f"got {trainer.t_power}")
+        raise ConfigError(f"config key 'trainer.t_power': must be > 0 (1: uniform steps, as the paper), got {trainer.t_power}")
     if trainer.lr_warmup < 0:
         raise ConfigError(f"config key 'trainer.lr_warmup': must be >= 0 (0: no warm-up), got {trainer.lr_warmup}")
     if cfg.task.n_steps < 2 or cfg.task.n_steps % 2:
@@ -200,8 +197,7 @@ def _check_values(cfg: TrainConfig) -> None:
     _check_crop(cfg.data)
     check_task_params(cfg.task)
     if not 1 <= trainer.eval_nfe < cfg.task.n_steps:
-        raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, "
-                          f"got {trainer.eval_nfe}")
+        raise ConfigError(f"config key 'trainer.eval_nfe': must be in 1..{cfg.task.n_steps - 1}, got {trainer.eval_nfe}")
     for nfe in trainer.eval_nfes:
         if not 1 <= nfe < cfg.task.n_steps:
             raise ConfigError(f"config key 'trainer.eval_nfes': every NFE must be in 1..{cfg.task.n_steps - 1}, "
@@ -275,8 +271,7 @@ class ModelOverrides:
 
 @dataclass
 class DDNMConfig:
-    """DDNM / DDNM+ settings (``baseline=ddnm``, or a ``method=ddpm`` run given as ``ckpt``), described in
-    ``configs/sample.yaml``."""
+    """DDNM / DDNM+ settings (``baseline=ddnm``, or a ``method=ddpm`` run as ``ckpt``); see configs/sample.yaml."""
 
     sigma_y: float = 0.0
     travel_length: int = 1
@@ -288,8 +283,7 @@ BASELINES = ("ddnm",)  # zero-shot baselines (need prior= and task=); null: the 
 
 @dataclass
 class SampleConfig:
-    """``i2sb-sample`` keys and their types; each is described in ``configs/sample.yaml`` (the one place, which
-    ``i2sb-sample --help`` prints beside the keys)."""
+    """``i2sb-sample`` keys and types; described in configs/sample.yaml, which ``--help`` prints beside them."""
 
     ckpt: Optional[str] = None
     baseline: Optional[str] = None
