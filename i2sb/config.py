@@ -174,35 +174,35 @@ def _roots_default_to_null(cfg: Any) -> Any:
 
 def _check_values(cfg: TrainConfig) -> None:
     from .core.precision import PRECISIONS  # lazy: the schemas stay torch-free
-    t = cfg.trainer
-    if t.precision not in PRECISIONS:
-        raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, got '{t.precision}'")
-    if t.microbatch != "auto" and (isinstance(t.microbatch, bool) or not isinstance(t.microbatch, int)):
-        raise ConfigError(f"config key 'trainer.microbatch': must be a positive integer or auto, got {t.microbatch!r}")
-    for key in ("batch_size", *(("microbatch",) if t.microbatch != "auto" else ()), "max_steps", "lr_step",
+    trainer = cfg.trainer
+    if trainer.precision not in PRECISIONS:
+        raise ConfigError(f"config key 'trainer.precision': must be one of {', '.join(PRECISIONS)}, got '{trainer.precision}'")
+    if (microbatch := trainer.microbatch) != "auto" and (isinstance(microbatch, bool) or not isinstance(microbatch, int)):
+        raise ConfigError(f"config key 'trainer.microbatch': must be a positive integer or auto, got {microbatch!r}")
+    for key in ("batch_size", *(("microbatch",) if microbatch != "auto" else ()), "max_steps", "lr_step",
                 "ckpt_every", "eval_every", "log_every"):
-        if getattr(t, key) <= 0:
-            raise ConfigError(f"config key 'trainer.{key}': must be positive, got {getattr(t, key)}")
+        if getattr(trainer, key) <= 0:
+            raise ConfigError(f"config key 'trainer.{key}': must be positive, got {getattr(trainer, key)}")
     for key in ("ema", "adam_beta2"):
-        if not 0.0 <= getattr(t, key) < 1.0:
-            raise ConfigError(f"config key 'trainer.{key}': must be in [0, 1), got {getattr(t, key)}")
-    if not t.t_power > 0:
-        raise ConfigError(f"config key 'trainer.t_power': must be > 0 (1: uniform steps, as the paper), got {t.t_power}")
-    if t.lr_warmup < 0:
-        raise ConfigError(f"config key 'trainer.lr_warmup': must be >= 0 (0: no warm-up), got {t.lr_warmup}")
+        if not 0.0 <= getattr(trainer, key) < 1.0:
+            raise ConfigError(f"config key 'trainer.{key}': must be in [0, 1), got {getattr(trainer, key)}")
+    if not trainer.t_power > 0:
+        raise ConfigError(f"config key 'trainer.t_power': must be > 0 (1: uniform steps, as the paper), got {trainer.t_power}")
+    if trainer.lr_warmup < 0:
+        raise ConfigError(f"config key 'trainer.lr_warmup': must be >= 0 (0: no warm-up), got {trainer.lr_warmup}")
     if cfg.task.n_steps < 2 or cfg.task.n_steps % 2:
         raise ConfigError(f"config key 'task.n_steps': must be an even integer >= 2, got {cfg.task.n_steps}")
     if cfg.data.kind in ("imagefolder", "paired") and not cfg.data.root:
         raise ConfigError(f"config key 'data.root': required for data.kind={cfg.data.kind} (the training images folder)")
     _check_crop(cfg.data)
     check_task_params(cfg.task)
-    for key, nfe in [("trainer.eval_nfe", t.eval_nfe)] + [("trainer.eval_nfes", n) for n in t.eval_nfes]:
+    for key, nfe in [("trainer.eval_nfe", trainer.eval_nfe)] + [("trainer.eval_nfes", n) for n in trainer.eval_nfes]:
         if not 1 <= nfe < cfg.task.n_steps:
             raise ConfigError(f"config key '{key}': must be in 1..{cfg.task.n_steps - 1}, got {nfe}")
 
 
 def _check_crop(data: DataConfig) -> None:
-    from .data.folders import CROPS  # lazy: the schemas stay torch-free
+    from .data.datasets import CROPS  # lazy: the schemas stay torch-free
     if data.crop not in CROPS:
         raise ConfigError(f"config key 'data.crop': must be one of {', '.join(CROPS)}, got '{data.crop}'")
     if data.kind == "demo" and data.crop != "native":
@@ -250,7 +250,7 @@ class ModelOverrides:
     model_channels: Optional[int] = None
     out_channels: Optional[int] = None
     num_res_blocks: Optional[int] = None
-    attention_resolutions: Optional[list[int]] = None  # down-sampling factors, as in configs/model/
+    attention_resolutions: Optional[list[int]] = None
     dropout: Optional[float] = None
     channel_mult: Optional[list[int]] = None
     conv_resample: Optional[bool] = None
@@ -268,11 +268,11 @@ class ModelOverrides:
 
 @dataclass
 class DDNMConfig:
-    """DDNM / DDNM+ settings (``baseline=ddnm``, or a ``method=ddpm`` run given as ``ckpt``)."""
+    """DDNM / DDNM+ settings (``baseline=ddnm``, or a ``method=ddpm`` run as ``ckpt``); see configs/sample.yaml."""
 
-    sigma_y: float = 0.0  # measurement noise std in [-1, 1] units; > 0 switches to DDNM+
-    travel_length: int = 1  # time travel L (positions of the respaced chain)
-    travel_repeat: int = 1  # time travel r (1: none)
+    sigma_y: float = 0.0
+    travel_length: int = 1
+    travel_repeat: int = 1
 
 
 BASELINES = ("ddnm",)  # zero-shot baselines (need prior= and task=); null: the checkpoint restores itself
@@ -280,40 +280,40 @@ BASELINES = ("ddnm",)  # zero-shot baselines (need prior= and task=); null: the 
 
 @dataclass
 class SampleConfig:
-    """``i2sb-sample`` keys; see ``configs/sample.yaml`` for the user-facing description of each."""
+    """``i2sb-sample`` keys and types; described in configs/sample.yaml, which ``--help`` prints beside them."""
 
-    ckpt: Optional[str] = None  # run directory, checkpoint file, or the authors' results/NAME/ (required unless ddnm)
-    baseline: Optional[str] = None  # null: ckpt restores as trained (i2sb | palette | ddpm -> DDNM); ddnm: zero-shot
-    prior: Optional[str] = None  # baseline=ddnm: a method=ddpm run or guided-diffusion's unconditional ADM checkpoint
-    task: Optional[TaskConfig] = None  # baseline=ddnm: a configs/task group (its degradation); null: the prior's
-    input: str = MISSING  # folder (or one file) of degraded images
-    output: str = MISSING  # folder for the restored PNGs (must not be inside input)
-    mask: Optional[str] = None  # inpainting masks, same relative names as input, white = hole
-    nfe: Optional[int] = None  # null: the model's best NFE for prefer (its validation record), else trainer.eval_nfe
-    prefer: str = "fidelity"  # with nfe=null: fidelity (best validation PSNR) | realism (lowest validation SWD)
-    ot_ode: Optional[bool] = None  # null: the checkpoint's task.ot_ode
-    sampler: str = "ddpm"  # ddpm | implicit (SDE models) | heun | multistep (OT-ODE models), see i2sb.samplers
-    eta: Optional[float] = None  # implicit sampler's stochasticity in [0, 1]; null: 0 (1 = ddpm)
+    ckpt: Optional[str] = None
+    baseline: Optional[str] = None
+    prior: Optional[str] = None
+    task: Optional[TaskConfig] = None
+    input: str = MISSING
+    output: str = MISSING
+    mask: Optional[str] = None
+    nfe: Optional[int] = None
+    prefer: str = "fidelity"
+    ot_ode: Optional[bool] = None
+    sampler: str = "ddpm"
+    eta: Optional[float] = None
     clip_denoise: bool = False
     seed: int = 0
     batch_size: int = 4
-    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; auto: bf16 where native)
-    n_samples: int = 1  # restorations per input: NAME_s0.png, NAME_s1.png, ...
+    device: str = "auto"
+    precision: str = "auto"
+    n_samples: int = 1
     save_traj: bool = False
-    traj_format: str = "gif"  # gif (animation) | png (strip: states on top, x0 predictions below)
-    traj_frames: int = 10  # at most this many logged steps (the authors' log_count)
-    traj_dir: Optional[str] = None  # null: "<output>_traj"
-    tile: Optional[int] = None  # null: the training size; 0: never tile; N: tiles of N pixels
-    tile_overlap: Optional[int] = None  # null: tile // 4
+    traj_format: str = "gif"
+    traj_frames: int = 10
+    traj_dir: Optional[str] = None
+    tile: Optional[int] = None
+    tile_overlap: Optional[int] = None
     use_ema: bool = True
-    skip_existing: Optional[bool] = None  # old key: true = the default (existing outputs skipped); false = overwrite
-    overwrite: bool = False  # replace existing outputs (default: they are skipped and counted)
-    format: str = "png"  # png (lossless) | jpg | webp (lossy, at quality)
-    quality: Optional[int] = None  # jpg / webp quality 1..100; null: 95
-    keep_exif: bool = False  # carry the input's EXIF and ICC profile over (orientation reset to 1)
-    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images (or forged headers) are refused one by one; 0: no limit
-    upscale: Optional[bool] = None  # SR checkpoints: null/true upsample low-res inputs as training did; false: x1 given
+    skip_existing: Optional[bool] = None
+    overwrite: bool = False
+    format: str = "png"
+    quality: Optional[int] = None
+    keep_exif: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    upscale: Optional[bool] = None
     progress: bool = True
     model: ModelOverrides = field(default_factory=ModelOverrides)
     ddnm: DDNMConfig = field(default_factory=DDNMConfig)

@@ -15,7 +15,7 @@
 ``--authors PATH`` (a clone of https://github.com/NVlabs/I2SB; needs ``pip install torch-ema``) adds their
 training iteration (``Runner.train``'s loop body) and their NFE-n sampler (``Runner.ddpm_sampling``) on the same
 U-Net, batch and device (``--device cuda``: their code on the same GPU), run through
-``scripts/authors_adapter.py`` in their own subprocesses, interleaved with ours; the ``x authors`` columns are
+``scripts/authors_code/`` in their own subprocesses, interleaved with ours; the ``x authors`` columns are
 speed ratios (above 1: this library is faster). ``scripts/gpu_check.sh`` is the one command for a lent GPU.
 
 Every variant runs in its own subprocess (clean peak-memory numbers, no cross-talk), warms up, then repeats;
@@ -142,7 +142,7 @@ def authors_train_worker(args: argparse.Namespace, variant: dict[str, Any] | Non
     path); ``variant["microbatch"]``: their microbatch (default: the whole batch in one pass)."""
     import torch
 
-    from authors_adapter import make_train_step, our_unet_kwargs
+    from authors_code import make_train_step, our_unet_kwargs
     from i2sb.utils.device import resolve_device
 
     device = resolve_device(args.device)
@@ -165,7 +165,7 @@ def authors_sample_worker(args: argparse.Namespace, _: Any) -> dict[str, Any]:
     forwards."""
     import torch
 
-    from authors_adapter import make_sampler, our_unet_kwargs
+    from authors_code import make_sampler, our_unet_kwargs
     from i2sb.utils.device import resolve_device
 
     device = resolve_device(args.device)
@@ -251,7 +251,7 @@ def distill_worker(args: argparse.Namespace, param: dict[str, Any]) -> dict[str,
     from i2sb.methods import task_degradation
     from i2sb.restoration import Restorer
     from i2sb.restoration.algorithms import BridgeRestoration
-    from i2sb.restoration.spec import NetworkSpec
+    from i2sb.restoration.trained_network import TrainedNetwork
     from i2sb.restoration.student import StudentInfo, StudentRestoration, student_denoiser
     from i2sb.training.dist import DistInfo
     from i2sb.training.trainer import build_unet
@@ -275,7 +275,7 @@ def distill_worker(args: argparse.Namespace, param: dict[str, Any]) -> dict[str,
                                   "data": {"kind": "demo", "image_size": size}, "logging": {"progress": False},
                                   "distill": {"aux_steps": args.aux_steps},
                                   "trainer": {"batch_size": args.batch, "eval_batch": args.batch}})
-        spec = NetworkSpec(cfg.model.unet_kwargs(), {}, task, size)
+        spec = TrainedNetwork(cfg.model.unet_kwargs(), {}, task, size)
         trainer = DistillTrainer(dcfg, DistInfo(device=device), spec, teacher, size)
         deg = task_degradation(task, size)
         batches = itertools.repeat({"x0": x0})

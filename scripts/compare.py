@@ -9,7 +9,7 @@ draw theirs uniformly, as their papers):
   steps (the paper's setting for Fig. 8; x0 predictions clipped as in Palette's code);
 * **DDNM** (``method=ddpm`` prior + the task's operator, zero-shot): DDIM with η = 0.85 as in DDNM's code.
 
-For every NFE in ``--nfe`` (default 1 2 5 10 50 100) each method restores the same held-out degraded images
+For every NFE in ``--nfe`` (default 1 2 5 10 50 100) each approach restores the same held-out degraded images
 with the same seed; the script writes ``results.csv``, ``results.md`` (a table, also printed),
 ``figure8.png`` (PSNR, SSIM and SWD against NFE on a log axis, the degraded input as a dashed line) and
 ``samples_nfe{N}.png`` (rows: images; columns: degraded | I2SB | Palette | DDNM | clean) into ``--out``.
@@ -26,9 +26,8 @@ a few images FID is biased and only comparable at equal N).
 
 Extra ``key=value`` arguments go to every ``i2sb-train`` run (e.g. ``trainer.lr=1e-3``). DDNM needs a linear
 task (SR, blur, inpainting, colorization); for JPEG it is left out. Default budget: ``model=small`` with 32
-channels and one residual block per level at 32 px, batch 8, 2000 steps per method (see ``--help``): on an
-idle 2-core CPU with AVX512-BF16 (no AMX) about 5-6 minutes of training per method (5.7-6.4 it/s,
-2026-12-03) and under a minute for the NFE sweeps, so 17 minutes for one task; ``--steps`` scales it linearly.
+channels and one residual block per level at 32 px, batch 8, 2000 steps per approach (see ``--help``): about a
+quarter of an hour per task on a 2-core CPU (scripts/README.md); ``--steps`` scales it linearly.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ from i2sb.restoration import Restorer, load, load_ddnm
 from i2sb.train import train
 from i2sb.utils.images import save_image
 
-METHODS = ("i2sb", "palette", "ddnm")
+APPROACHES = ("i2sb", "palette", "ddnm")
 TRAINED_AS = {"i2sb": "i2sb", "palette": "palette", "ddnm": "ddpm"}  # the i2sb-train method of each
 SAMPLING: dict[str, dict[str, Any]] = {
     "i2sb": {"sampler": "ddpm", "clip_denoise": False},  # the authors' Algorithm 2 and default
@@ -68,9 +67,9 @@ DEFAULT_NETWORK = ("model.model_channels=32", "model.num_res_blocks=1")  # on to
 
 @dataclass
 class Row:
-    """Mean metrics of one method at one NFE over the validation images (SWD, LPIPS, FID: of the set)."""
+    """Mean metrics of one approach at one NFE over the validation images (SWD, LPIPS, FID: of the set)."""
 
-    method: str
+    approach: str
     nfe: int
     psnr: float
     ssim: float
@@ -111,14 +110,15 @@ class Scorer:
 # ---------------------------------------------------------------------------- arguments
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="sr4x_pool", help="an i2sb task (configs/task), the same for all methods")
+    p.add_argument("--task", default="sr4x_pool", help="an i2sb task (configs/task), the same for all approaches")
     p.add_argument("--train", type=Path, help="folder of training images (default: the demo photographs)")
     p.add_argument("--val", type=Path, help="folder of held-out images (default: --train, or the demo val photos)")
     p.add_argument("--i2sb", type=Path, help="use this I2SB run instead of training one")
     p.add_argument("--palette", type=Path, help="use this Palette run instead of training one")
     p.add_argument("--prior", type=Path, help="use this DDPM prior (a method=ddpm run or ADM checkpoint) for DDNM")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--steps", type=int, default=2000, help="training steps per method (equal budgets)")
+    p.add_argument("--approaches", "--methods", nargs="+", default=list(APPROACHES), choices=APPROACHES,
+                   help="restoration approaches to compare (--methods: the older name)")
+    p.add_argument("--steps", type=int, default=2000, help="training steps per approach (equal budgets)")
     p.add_argument("--model", default="small", help="model config group (configs/model)")
     p.add_argument("--image-size", type=int, default=32, help="training and evaluation size")
     p.add_argument("--batch", type=int, default=8, help="training batch size")
@@ -141,39 +141,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------------- training
-def train_overrides(args: argparse.Namespace, method: str) -> list[str]:
-    """``i2sb-train`` overrides of one method; everything but ``method`` and ``run_dir`` is shared."""
+def train_overrides(args: argparse.Namespace, approach: str) -> list[str]:
+    """``i2sb-train`` overrides of one approach; everything but ``method`` and ``run_dir`` is shared."""
     data = ["data=demo"] if args.train is None else ["data=imagefolder", f"data.root={args.train}"]
     if args.val is not None:
         data.append(f"data.val_root={args.val}")
     network = [] if args.quick or args.model != "small" else list(DEFAULT_NETWORK)
-    uniform = [] if TRAINED_AS[method] == "i2sb" else ["trainer.t_power=1"]  # the baselines' Algorithm 1
+    uniform = [] if TRAINED_AS[approach] == "i2sb" else ["trainer.t_power=1"]  # the baselines' Algorithm 1
     return [f"task={args.task}", f"model={args.model}", *data, "trainer=cpu", *uniform, *network,
             f"model.image_size={args.image_size}", f"trainer.batch_size={args.batch}",
             f"trainer.microbatch={args.batch}", f"trainer.max_steps={args.steps}",
             f"trainer.eval_every={max(args.steps, 1)}", f"trainer.ckpt_every={max(args.steps, 1)}",
-            f"method={TRAINED_AS[method]}", f"run_dir={args.out / 'runs' / TRAINED_AS[method]}",
+            f"method={TRAINED_AS[approach]}", f"run_dir={args.out / 'runs' / TRAINED_AS[approach]}",
             f"device={args.device}", f"seed={args.seed}", "logging.progress=false", *args.overrides]
 
 
-def trained_run(args: argparse.Namespace, method: str) -> Path:
-    """The run of ``method``: given on the command line, or trained now (resumed if already there)."""
-    given = {"i2sb": args.i2sb, "palette": args.palette, "ddnm": args.prior}[method]
+def trained_run(args: argparse.Namespace, approach: str) -> Path:
+    """The run of ``approach``: given on the command line, or trained now (resumed if already there)."""
+    given = {"i2sb": args.i2sb, "palette": args.palette, "ddnm": args.prior}[approach]
     if given is not None:
         return given
-    overrides = train_overrides(args, method)
-    print(f"[compare] training {TRAINED_AS[method]}: i2sb-train {' '.join(overrides)}", flush=True)
+    overrides = train_overrides(args, approach)
+    print(f"[compare] training {TRAINED_AS[approach]}: i2sb-train {' '.join(overrides)}", flush=True)
     start = time.perf_counter()
     summary = train(compose("train", overrides))
     loss = f"final loss {summary['loss']:.4f}" if "loss" in summary else "already trained"
-    print(f"[compare] {TRAINED_AS[method]}: {summary['step']} steps, {loss}, {time.perf_counter() - start:.0f} s",
+    print(f"[compare] {TRAINED_AS[approach]}: {summary['step']} steps, {loss}, {time.perf_counter() - start:.0f} s",
           flush=True)
     return Path(summary["run_dir"])
 
 
-def restorer_for(method: str, run: Path, task: str, device: str) -> Restorer:
+def restorer_for(approach: str, run: Path, task: str, device: str) -> Restorer:
     """I2SB and Palette runs load as trained; DDNM takes the prior and the task's operator."""
-    if method == "ddnm":
+    if approach == "ddnm":
         return load_ddnm(run, task=task, device=device)
     return load(run, device=device)
 
@@ -192,7 +192,7 @@ def validation_batch(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tens
     return x0, x1, mask
 
 
-def sweep(method: str, restorer: Restorer, batch: tuple, nfes: list[int], seed: int,
+def sweep(approach: str, restorer: Restorer, batch: tuple, nfes: list[int], seed: int,
           keep: dict[tuple[str, int], torch.Tensor], score: Scorer) -> list[Row]:
     """Restore the batch at every NFE with the same seed; ``keep`` collects the restorations."""
     x0, x1, mask = batch
@@ -201,22 +201,22 @@ def sweep(method: str, restorer: Restorer, batch: tuple, nfes: list[int], seed: 
         start = time.perf_counter()
         generator = torch.Generator(device=restorer.device).manual_seed(seed)
         out = restorer.restore(x1, nfe=nfe, mask=mask, generator=generator, precision="fp32",  # exact comparisons
-                               **SAMPLING[method]).cpu()
+                               **SAMPLING[approach]).cpu()
         seconds = time.perf_counter() - start
-        keep[(method, nfe)] = out.clamp(-1, 1)
-        rows.append(Row(method, nfe, seconds=seconds, **score(out)))
-        print(f"[compare] {LABELS[method]:8s} nfe={nfe:4d}  PSNR {rows[-1].psnr:6.2f}  SSIM {rows[-1].ssim:.4f}  "
+        keep[(approach, nfe)] = out.clamp(-1, 1)
+        rows.append(Row(approach, nfe, seconds=seconds, **score(out)))
+        print(f"[compare] {LABELS[approach]:8s} nfe={nfe:4d}  PSNR {rows[-1].psnr:6.2f}  SSIM {rows[-1].ssim:.4f}  "
               f"SWD {rows[-1].swd:6.1f}  ({seconds:.1f} s)", flush=True)
     return rows
 
 
-def usable_methods(args: argparse.Namespace) -> list[str]:
-    """``--methods`` minus DDNM when the task has no linear operator (e.g. JPEG)."""
-    methods = list(args.methods)
-    if "ddnm" in methods and not degrade.build(args.task, args.image_size).is_linear:
+def usable_approaches(args: argparse.Namespace) -> list[str]:
+    """``--approaches`` minus DDNM when the task has no linear operator (e.g. JPEG)."""
+    approaches = list(args.approaches)
+    if "ddnm" in approaches and not degrade.build(args.task, args.image_size).is_linear:
         print(f"[compare] DDNM needs a linear degradation; {args.task} is not, so it is left out", flush=True)
-        methods.remove("ddnm")
-    return methods
+        approaches.remove("ddnm")
+    return approaches
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -231,10 +231,10 @@ def shown_metrics(rows: list[Row]) -> list[str]:
 def write_csv(rows: list[Row], path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["method", "nfe", "psnr", "ssim", "swd", "lpips", "fid", "seconds"])
+        writer.writerow(["approach", "nfe", "psnr", "ssim", "swd", "lpips", "fid", "seconds"])
         for r in rows:
             optional = ["" if v is None else f"{v:.5f}" for v in (r.lpips, r.fid)]
-            writer.writerow([r.method, r.nfe, f"{r.psnr:.4f}", f"{r.ssim:.5f}", f"{r.swd:.3f}", *optional,
+            writer.writerow([r.approach, r.nfe, f"{r.psnr:.4f}", f"{r.ssim:.5f}", f"{r.swd:.3f}", *optional,
                              f"{r.seconds:.2f}"])
 
 
@@ -246,23 +246,23 @@ def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def markdown_table(rows: list[Row], methods: list[str], input_scores: dict[str, float | None]) -> str:
-    """One line per NFE, PSNR / SSIM / SWD (/ LPIPS / FID) per method; the degraded input's in the note below."""
-    by_key = {(r.method, r.nfe): r for r in rows}
+def markdown_table(rows: list[Row], approaches: list[str], input_scores: dict[str, float | None]) -> str:
+    """One line per NFE, PSNR / SSIM / SWD (/ LPIPS / FID) per approach; the degraded input's in the note below."""
+    by_key = {(r.approach, r.nfe): r for r in rows}
     nfes = sorted({r.nfe for r in rows})
     shown = shown_metrics(rows)
     names = " / ".join(NAMES[m] for m in shown)
-    lines = ["| NFE | " + " | ".join(f"{LABELS[m]} {names}" for m in methods) + " |", "|" + "----:|" * (len(methods) + 1)]
+    lines = ["| NFE | " + " | ".join(f"{LABELS[m]} {names}" for m in approaches) + " |", "|" + "----:|" * (len(approaches) + 1)]
     for nfe in nfes:
-        cells = [" / ".join(_cell(getattr(by_key[m, nfe], k), FORMATS[k]) for k in shown) for m in methods]
+        cells = [" / ".join(_cell(getattr(by_key[m, nfe], k), FORMATS[k]) for k in shown) for m in approaches]
         lines.append(f"| {nfe} | " + " | ".join(cells) + " |")
     given = ", ".join(f"{NAMES[k]} {input_scores[k]:{FORMATS[k]}}" for k in shown if input_scores.get(k) is not None)
     lines.append(f"\nDegraded input: {given} (PSNR dB; SWD x1e3 of the set, lower = closer to the clean images).")
     return "\n".join(lines)
 
 
-def plot(rows: list[Row], methods: list[str], input_scores: dict[str, float | None], title: str, path: Path) -> None:
-    """PSNR, SSIM and SWD against NFE (log x) per method, the degraded input as a dashed line."""
+def plot(rows: list[Row], approaches: list[str], input_scores: dict[str, float | None], title: str, path: Path) -> None:
+    """PSNR, SSIM and SWD against NFE (log x) per approach, the degraded input as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,9 +271,9 @@ def plot(rows: list[Row], methods: list[str], input_scores: dict[str, float | No
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     for ax, metric in zip(axes, ("psnr", "ssim", "swd")):
         baseline = input_scores[metric]
-        for method in methods:
-            points = sorted((r.nfe, getattr(r, metric)) for r in rows if r.method == method)
-            ax.plot(*zip(*points), marker="o", label=LABELS[method])
+        for approach in approaches:
+            points = sorted((r.nfe, getattr(r, metric)) for r in rows if r.approach == approach)
+            ax.plot(*zip(*points), marker="o", label=LABELS[approach])
         ax.axhline(baseline, color="grey", linestyle="--", label=LABELS["input"])
         ax.set_xscale("log")
         ax.set_xticks(sorted({r.nfe for r in rows}), [str(n) for n in sorted({r.nfe for r in rows})])
@@ -287,11 +287,11 @@ def plot(rows: list[Row], methods: list[str], input_scores: dict[str, float | No
     plt.close(fig)
 
 
-def save_samples(batch: tuple, keep: dict, methods: list[str], nfe: int, path: Path) -> None:
-    """Rows: images; columns: degraded | each method at ``nfe`` | clean."""
+def save_samples(batch: tuple, keep: dict, approaches: list[str], nfe: int, path: Path) -> None:
+    """Rows: images; columns: degraded | each approach at ``nfe`` | clean."""
     x0, x1, mask = batch
     shown = x1 if mask is None else (1 - mask) * x1 + mask
-    columns = [shown, *(keep[(m, nfe)] for m in methods), x0]
+    columns = [shown, *(keep[(m, nfe)] for m in approaches), x0]
     grid = make_grid(torch.stack(columns, dim=1).flatten(0, 1), nrow=len(columns), padding=2, pad_value=1.0)
     save_image(grid, path)
 
@@ -301,22 +301,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    methods = usable_methods(args)
-    runs = {m: trained_run(args, m) for m in methods}
+    approaches = usable_approaches(args)
+    runs = {m: trained_run(args, m) for m in approaches}
     batch = validation_batch(args)
     score = Scorer(batch[0], args.lpips_weights, args.inception)
     shown = batch[1] if batch[2] is None else (1 - batch[2]) * batch[1] + batch[2]
     input_scores = score(shown)
     keep: dict[tuple[str, int], torch.Tensor] = {}
-    rows = [row for m in methods for row in
+    rows = [row for m in approaches for row in
             sweep(m, restorer_for(m, runs[m], args.task, args.device), batch, args.nfe, args.seed, keep, score)]
     write_csv(rows, args.out / "results.csv")
-    table = markdown_table(rows, methods, input_scores)
+    table = markdown_table(rows, approaches, input_scores)
     (args.out / "results.md").write_text(f"Task {args.task}, {len(batch[0])} held-out images.\n\n{table}\n")
-    title = f"{args.task}: {args.steps} training steps per method, {len(batch[0])} images"
-    plot(rows, methods, input_scores, title, args.out / "figure8.png")
+    title = f"{args.task}: {args.steps} training steps per approach, {len(batch[0])} images"
+    plot(rows, approaches, input_scores, title, args.out / "figure8.png")
     for nfe in sorted({min(args.nfe), max(args.nfe)}):
-        save_samples(batch, keep, methods, nfe, args.out / f"samples_nfe{nfe}.png")
+        save_samples(batch, keep, approaches, nfe, args.out / f"samples_nfe{nfe}.png")
     print(f"\n{table}\n\n[compare] wrote {args.out}/results.csv, results.md, figure8.png, samples_nfe*.png "
           f"in {time.perf_counter() - start:.0f} s", flush=True)
     return 0

@@ -7,7 +7,7 @@
         --ours trainer.precision=fp32 --ours trainer.precision=auto                      # two of ours, one column each
 
 PATH is a clone of https://github.com/NVlabs/I2SB (``pip install torch-ema``); their code runs unmodified through
-``scripts/authors_adapter.py`` (their ``Runner.train`` loop body and ``Runner.ddpm_sampling``). For each task
+``scripts/authors_code/`` (their ``Runner.train`` loop body and ``Runner.ddpm_sampling``). For each task
 both sides get:
 
 * the same U-Net (``model=small`` with 32 channels: mult 1,2,2, 2 res blocks, attention at 16 px, 1.9 M
@@ -115,7 +115,7 @@ def train_authors(args: argparse.Namespace, cfg: Any, batches: Iterator[torch.Te
                   seconds: float) -> tuple[Callable, dict[str, Any]]:
     """Their training iteration for ``seconds`` of steps on the same stream; returns their restorer and a log."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    from authors_adapter import our_unet_kwargs, train_for  # noqa: E402  scripts/ is not a package
+    from authors_code import our_unet_kwargs, train_for  # noqa: E402  scripts/ is not a package
 
     from i2sb.config import to_container
 

@@ -21,7 +21,7 @@ from i2sb.core.bridge import Bridge
 from i2sb.core.denoiser import BridgeDenoiser
 from i2sb.restoration import Restorer
 from i2sb.restoration.algorithms import BridgeRestoration
-from i2sb.restoration.checkpoints import FORMAT, LATEST, VERSION
+from i2sb.utils.file_formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST
 from i2sb.training.trainer import build_unet
 from i2sb.unet import UNet
 from i2sb.utils.torchfile import save_torch
@@ -167,7 +167,7 @@ def write_run(run_dir: Path, task: dict | None = None, random: bool = True, ema_
     ema.load_state_dict(unet.state_dict())
     if ema_shift:
         perturb(ema, ema_shift, seed=2)
-    ckpt = {"format": FORMAT, "version": VERSION, "step": 2, "model": unet.state_dict(),
+    ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": 2, "model": unet.state_dict(),
             "ema": {"decay": 0.99, "num_updates": 2, "warmup": True, "state_dict": ema.state_dict()},
             "config": to_container(cfg)}
     save_torch(ckpt, run_dir / LATEST)

@@ -18,9 +18,12 @@ from pathlib import Path, PosixPath
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 import i2sb
+from i2sb import degrade
+from i2sb.bridge import Bridge
 from i2sb.cli import sample_main
 from i2sb.config import TaskConfig
 from i2sb.nets.guided_diffusion import infer_unet_kwargs
@@ -30,6 +33,8 @@ from i2sb.utils.seeds import image_generator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import ARCH, authors_options, write_authors_dir  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # ---------------------------------------------------------------------------- their sampler, from the formulas
 def space_indices(num_steps: int, count: int) -> list[int]:
@@ -63,8 +68,10 @@ def reference_sampling(unet: UNet, x1, options: dict, nfe: int, mask=None, gener
     return xt
 
 
-def test_reference_spacing_is_the_authors():
-    assert space_indices(1000, 3) == [0, 500, 999] and space_indices(1000, 4) == [0, 333, 666, 999]
+@pytest.mark.parametrize("nfe", [1, 2, 3, 7, 10, 999])
+def test_the_bridge_visits_the_authors_steps(nfe):
+    """Bridge.timesteps spaces the steps as their space_indices (nfe=2 -> [0, 500, 999], DESIGN.md 4)."""
+    assert Bridge.symmetric(1000, 0.3).timesteps(nfe) == space_indices(1000, nfe + 1)
 
 
 def center_mask(batch: int, size: int) -> torch.Tensor:
@@ -236,10 +243,21 @@ def test_unpickler_refuses_a_reduce_exploit_in_a_checkpoint_dir(tmp_path, capsys
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_corruption_names_map_to_tasks():
-    for corrupt, task in CORRUPTIONS.items():
-        assert task_from_options(authors_options(corrupt), "o").degradation == task
-    assert CORRUPTIONS["sr4x-pool"] == "sr4x_pool" and CORRUPTIONS["inpaint-freeform2030"] == "inpaint_freeform2030"
+@pytest.mark.parametrize("corrupt", [name for name, task in CORRUPTIONS.items() if task is not None])
+def test_an_authors_checkpoint_degrades_as_the_i2sb_task_config_of_its_corruption(corrupt):
+    """What the authors trained on (``--corrupt``) is what the task config of that name degrades with."""
+    task = task_from_options(authors_options(corrupt, beta_max=0.5), "o")
+    config = OmegaConf.load(CONFIGS / "task" / f"{task.degradation}.yaml")
+    x0 = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    by_name = degrade.build(task.degradation, 32)(x0, torch.Generator().manual_seed(1))
+    by_config = degrade.build(config.degradation, 32, **config.get("params", {}))(x0, torch.Generator().manual_seed(1))
+    assert torch.equal(by_name[0], by_config[0]) and not torch.equal(by_name[0], x0)
+    assert (by_name[1] is None) == (by_config[1] is None)
+    assert task.beta_max == 0.5  # the bridge comes from the checkpoint's own options, not the config
+
+
+def test_an_unknown_or_mixed_corruption_loads_without_a_degradation():
+    assert task_from_options(authors_options("mixture"), "o").degradation is None
     assert task_from_options(authors_options("something-new"), "o").degradation is None
     with pytest.raises(ValueError, match="'interval' is missing"):
         task_from_options({"beta_max": 0.3}, "o.pkl")

@@ -4,9 +4,7 @@ checkpoint to resume from."""
 
 from __future__ import annotations
 
-import io
 import pickle
-import pickletools
 import zipfile
 
 import pytest
@@ -21,7 +19,8 @@ from i2sb.training.resume import ResumeError, read_latest
 from i2sb.utils.loaderrors import clean_reason
 from i2sb.utils.torchfile import load_torch, save_torch
 
-# Pickles that name a global, written opcode by opcode: nothing here is ever unpickled by Python.
+# Pickles that name a global, written opcode by opcode: nothing here is ever unpickled by Python (the refusal
+# messages below name the global each one holds, which shows they are read as intended).
 OS_SYSTEM = b"\x80\x02cos\nsystem\nq\x00X\x05\x00\x00\x00touchq\x01\x85q\x02Rq\x03."
 OS_SYSTEM_PROTOCOL_4 = (b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93"
                         b"\x94\x8c\x05touch\x94\x85\x94R\x94.")
@@ -42,11 +41,6 @@ def zip_checkpoint(path, data_pkl: bytes) -> None:
         archive.writestr("archive/data.pkl", data_pkl)
         archive.writestr("archive/byteorder", "little")
         archive.writestr("archive/version", "3\n")
-
-
-@pytest.mark.parametrize("payload", [OS_SYSTEM, OS_SYSTEM_PROTOCOL_4, NAMESPACE])
-def test_the_hand_made_pickles_are_well_formed(payload):
-    pickletools.dis(payload, out=io.StringIO())
 
 
 # ------------------------------------------------------------------------------------------ load_torch

@@ -39,29 +39,31 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # trains three networks (compare --quick)
 def test_quick_run_writes_table_plot_and_samples(quick_run):
     rows = read_rows(quick_run / "results.csv")
-    assert [(r["method"], int(r["nfe"])) for r in rows] == [(m, n) for m in ("i2sb", "palette", "ddnm") for n in (1, 2)]
+    assert [(r["approach"], int(r["nfe"])) for r in rows] == [(m, n) for m in ("i2sb", "palette", "ddnm") for n in (1, 2)]
     for r in rows:
         assert math.isfinite(float(r["psnr"])) and -1.0 <= float(r["ssim"]) <= 1.0 and float(r["seconds"]) >= 0
         assert float(r["swd"]) > 0 and r["lpips"] == "" and r["fid"] == ""  # no weights given: no LPIPS / FID
     table = (quick_run / "results.md").read_text()
     assert "| NFE | I2SB PSNR / SSIM / SWD | Palette PSNR / SSIM / SWD | DDNM PSNR / SSIM / SWD |" in table
     assert "| 1 | " in table and "| 2 | " in table and "Degraded input: PSNR" in table and ", SWD " in table
-    i2sb_nfe1 = next(r for r in rows if r["method"] == "i2sb" and r["nfe"] == "1")
+    i2sb_nfe1 = next(r for r in rows if r["approach"] == "i2sb" and r["nfe"] == "1")
     cell = f"{float(i2sb_nfe1['psnr']):.2f} / {float(i2sb_nfe1['ssim']):.3f} / {float(i2sb_nfe1['swd']):.1f}"
     assert f"| 1 | {cell} |" in table
     with Image.open(quick_run / "figure8.png") as plot:
         assert plot.size == (1800, 480) and plot.mode in ("RGBA", "RGB")
         colours = np.unique(np.asarray(plot.convert("RGB")).reshape(-1, 3), axis=0)
         assert len(colours) > 50  # lines, labels, legend: not a blank canvas
-    for nfe in (1, 2):  # 2 images x (degraded, 3 methods, clean), 16 px tiles with 2 px padding
+    for nfe in (1, 2):  # 2 images x (degraded, 3 approaches, clean), 16 px tiles with 2 px padding
         with Image.open(quick_run / f"samples_nfe{nfe}.png") as grid:
             assert grid.size == (5 * 18 + 2, 2 * 18 + 2)
     for method in ("i2sb", "palette", "ddpm"):  # equal budgets: every run trained the same 2 steps
         assert (quick_run / "runs" / method / "latest.pt").is_file()
 
 
+@pytest.mark.slow
 def test_rerun_loads_the_given_runs_without_training(compare, quick_run, tmp_path):
     runs = quick_run / "runs"
     before = {m: (runs / m / "latest.pt").stat().st_mtime_ns for m in ("i2sb", "palette", "ddpm")}
@@ -69,15 +71,16 @@ def test_rerun_loads_the_given_runs_without_training(compare, quick_run, tmp_pat
                          "--palette", str(runs / "palette"), "--prior", str(runs / "ddpm")]) == 0
     assert not (tmp_path / "runs").exists()
     assert {m: (runs / m / "latest.pt").stat().st_mtime_ns for m in before} == before
-    again = {(r["method"], r["nfe"]): r for r in read_rows(tmp_path / "results.csv")}
-    first = {(r["method"], r["nfe"]): r for r in read_rows(quick_run / "results.csv")}
+    again = {(r["approach"], r["nfe"]): r for r in read_rows(tmp_path / "results.csv")}
+    first = {(r["approach"], r["nfe"]): r for r in read_rows(quick_run / "results.csv")}
     for key in again:  # the same runs, images and seeds: the same numbers
         assert again[key]["psnr"] == first[key]["psnr"] and again[key]["swd"] == first[key]["swd"]
 
 
 def test_ddnm_is_left_out_for_a_nonlinear_task(compare):
     args = compare.parse_args(["--quick", "--task", "jpeg5"])
-    assert compare.usable_methods(args) == ["i2sb", "palette"]
+    assert compare.usable_approaches(args) == ["i2sb", "palette"]
+    assert compare.parse_args(["--quick", "--methods", "ddnm"]).approaches == ["ddnm"]  # the older flag
     assert compare.parse_args(["--quick"]).nfe == [1, 2]
 
 

@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 WORKER = Path(__file__).parent / "workers" / "ddp_train.py"
 
 
+@pytest.mark.slow  # torchrun starts two processes (up to 300 s on a busy CPU)
 def test_torchrun_two_ranks_sync_weights_and_split_data(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), str(tmp_path)]

@@ -12,7 +12,7 @@ import torch
 
 import i2sb
 from i2sb.evaluation.record import NFEScore, ValidationRecord
-from i2sb.restoration.export import export_model
+from i2sb.restoration.export_writer import export_model
 from i2sb.train import train
 from i2sb.utils.torchfile import load_torch, save_torch
 

@@ -66,6 +66,9 @@ def test_every_task_shape_dtype_range_and_determinism(task):
     assert torch.equal(x1, again) and x1.isfinite().all()
     assert x1.abs().max() < 2.5  # DDRM-JPEG does not clip; everything stays near [-1, 1]
     assert deg.needs_mask == task.startswith("inpaint") == (mask is not None)
+    # what the registry says about a task without building it is what the built degradation does
+    assert isinstance(deg, degrade.degradation_class(task)) and degrade.needs_mask(task) == (mask is not None)
+    assert degrade.measurement_scale(task) == deg.scale == x1.shape[-1] // deg.measure(x0)[0].shape[-1]
     assert deg.is_linear == (task in LINEAR_TASKS)
     if mask is not None:
         assert mask.shape == (2, 1, 32, 32) and torch.equal(mask, mask_again)

@@ -1,4 +1,4 @@
-"""``i2sb-degrade`` (i2sb.cli.degrade / i2sb.degrade.folder) and the lossless ``.npy`` image arrays."""
+"""``i2sb-degrade`` (i2sb.cli.degrade / i2sb.degrade.degrade_folder) and the lossless ``.npy`` image arrays."""
 
 import re
 import subprocess
@@ -12,7 +12,7 @@ from PIL import Image
 
 from i2sb import degrade
 from i2sb.cli.degrade import main
-from i2sb.degrade.folder import degrade_folder, image_seed
+from i2sb.degrade.degrade_folder import degrade_folder, image_seed
 from i2sb.restoration.folder import find_mask, read_mask
 from i2sb.utils.images import list_images, load_array, load_image, save_array
 

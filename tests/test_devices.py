@@ -73,7 +73,7 @@ def test_cpu_and_torch_devices_pass(machine):
 def test_the_library_defaults_to_auto():
     import inspect
 
-    from i2sb.evaluation.folders import evaluate_folders
+    from i2sb.evaluation.evaluate_folders import evaluate_folders
     from i2sb.restoration.loading import load, load_ddnm, load_denoiser
 
     for function in (load, load_ddnm, load_denoiser, evaluate_folders):

@@ -21,7 +21,7 @@ from i2sb.distill import BridgeGenerator
 from i2sb.distill.loop import distill
 from i2sb.distill.trainer import DistillTrainer
 from i2sb.restoration.checkpoints import LATEST
-from i2sb.restoration.export import export_model
+from i2sb.restoration.export_writer import export_model
 from i2sb.restoration.loading import load_denoiser
 from i2sb.restoration.student import StudentInfo, StudentRestoration, student_denoiser
 from i2sb.utils.torchfile import load_torch, save_torch

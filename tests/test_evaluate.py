@@ -12,9 +12,9 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from i2sb.cli import run_eval as main
-from i2sb.evaluation import folders as evaluate
+from i2sb.evaluation import evaluate_folders as evaluate
 from i2sb.evaluation import metrics, perceptual, report, swd
-from i2sb.evaluation.folders import EvaluationWarning, evaluate_folders
+from i2sb.evaluation.evaluate_folders import EvaluationWarning, evaluate_folders
 
 H, W = 24, 32
 NAMES = ["a", "b", "sub/c", "sub/d", "e", "f"]  # reference "b" is a .bmp, the rest .png
@@ -79,8 +79,8 @@ def _metrics_written(restored) -> bool:
 
 
 def _no_weights(monkeypatch, tmp_path):
-    for spec in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS, *perceptual.BACKBONE_WEIGHTS.values()):
-        monkeypatch.delenv(spec.env_var, raising=False)
+    for source in (metrics.INCEPTION_WEIGHTS, metrics.RESNET50_WEIGHTS, *perceptual.BACKBONE_WEIGHTS.values()):
+        monkeypatch.delenv(source.env_var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-torch-home"))
 
 

@@ -14,7 +14,7 @@ import torch
 
 import i2sb
 from i2sb.cli.export import export_main
-from i2sb.restoration.exported import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
+from i2sb.utils.file_formats import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import authors_options, random_image, run_cli, write_authors_dir, write_run  # noqa: E402

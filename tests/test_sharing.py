@@ -11,7 +11,7 @@ import torch
 
 import i2sb
 from i2sb.cli.download import download_main
-from i2sb.restoration.export import export_model
+from i2sb.restoration.export_writer import export_model
 from i2sb.restoration.pretrained import download_checkpoint
 from i2sb.utils.download import DownloadError
 

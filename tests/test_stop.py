@@ -41,13 +41,20 @@ def test_signals_only_record_a_request_and_handlers_are_restored():
     assert handlers() == before
 
 
-def test_a_second_ctrl_c_aborts_at_once():
-    with StopSignals(same_ctrl_c_s=0.0) as stop:
-        signal.raise_signal(signal.SIGINT)
-        assert stop.interrupted
-        with pytest.raises(KeyboardInterrupt, match="second Ctrl-C"):
+@pytest.mark.parametrize("inherited", [signal.default_int_handler, signal.SIG_IGN], ids=["python-default", "ignored"])
+def test_a_second_ctrl_c_aborts_at_once(inherited):
+    """Whatever SIGINT handler the process had (Python's, or SIG_IGN under ``nohup`` / ``&``), two Ctrl-C abort
+    inside the block and the handler is given back afterwards."""
+    outer = signal.signal(signal.SIGINT, inherited)
+    try:
+        with StopSignals(same_ctrl_c_s=0.0) as stop:
             signal.raise_signal(signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert stop.interrupted
+            with pytest.raises(KeyboardInterrupt, match="second Ctrl-C"):
+                signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is inherited
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_under_torchrun_the_forwarded_copy_of_a_ctrl_c_is_not_a_second_one():

@@ -12,7 +12,7 @@ import pytest
 import i2sb
 from i2sb import degrade
 from i2sb.cli import degrade as cli
-from i2sb.degrade.folder import FORMATS
+from i2sb.degrade.degrade_folder import FORMATS
 
 NO_TORCH = """
 import sys

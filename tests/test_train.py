@@ -12,7 +12,7 @@ from i2sb.config import ConfigError, TrainerConfig, to_train_config
 from i2sb.methods import BridgeMethod, make_pair, task_degradation
 from i2sb.methods.base import draw_steps
 from i2sb.nets.guided_diffusion import load_adm_init
-from i2sb.restoration.checkpoints import FORMAT
+from i2sb.utils.file_formats import CHECKPOINT_FORMAT
 from i2sb.train import train
 from i2sb.training.dist import DistInfo
 from i2sb.training.loop import TrainingError, cpu_batch_hint
@@ -113,7 +113,7 @@ def test_run_writes_state_and_metrics(tmp_path, capsys):
     assert summary["step"] == 4 and summary["bad_steps"] == 0
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "samples" / "step_000000004.png").is_file()
     state = load_torch(tmp_path / "latest.pt")
-    assert state["format"] == FORMAT and state["step"] == 4
+    assert state["format"] == CHECKPOINT_FORMAT and state["step"] == 4
     assert set(state) >= {"model", "ema", "optimizer", "lr_scheduler", "rng", "config"}
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
@@ -181,11 +181,6 @@ def test_skewed_steps_follow_the_power_law(low, high, power):
     n = high - low
     for s in sorted({max(1, round(f * n)) for f in (0.1, 0.25, 0.5, 0.75, 0.9)}):
         assert float((steps < low + s).double().mean()) == pytest.approx((s / n) ** power, abs=3e-3)
-
-
-def test_the_cpu_recipe_skews_steps_and_the_default_is_uniform():
-    assert group("trainer", "default")["t_power"] == TrainerConfig().t_power == 1.0  # Algorithm 1
-    assert group("trainer", "cpu")["t_power"] == 2.0  # the small-budget recipe (README, equal budget)
 
 
 def test_trainer_draws_steps_with_its_t_power(tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from ..cli.keyvalue import Tool, UsageError, run_tool
+from ..cli.keyvalue import Tool, run_tool
+from ..cli.usage import UsageError
 from ..utils.allocator import reuse_freed_memory
 from .models import load_models
 from .page import CSS, Settings, build_page, gr, theme

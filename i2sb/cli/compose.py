@@ -20,8 +20,8 @@ from ..distill.schema import DistillConfig
 from .hydra_errors import describe
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-SCHEMAS = {"train_schema": TrainConfig, "sample_schema": SampleConfig, "distill_schema": DistillConfig}  # name in the defaults -> dataclass
-EXIT_USAGE = 2
+SCHEMAS = {"train_schema": TrainConfig, "sample_schema": SampleConfig,  # name in the defaults -> dataclass
+           "distill_schema": DistillConfig}
 
 
 def register_schemas() -> None:

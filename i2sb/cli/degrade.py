@@ -1,6 +1,6 @@
 """``i2sb-degrade``: degrade a folder of clean photos of any size as a task's training does
-(:func:`i2sb.degrade.folder.degrade_folder`). The schema lives here, the work in :mod:`.degrade_job` (imported by
-the job: ``--help`` loads no torch)."""
+(:func:`i2sb.degrade.degrade_folder.degrade_folder`). The schema lives here, the work in :mod:`.degrade_job`
+(imported by the job: ``--help`` loads no torch)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any, Optional
 from .keyvalue import Tool, exit_with, run_tool
 
 PROG = "i2sb-degrade"
-# i2sb.degrade.TASKS and i2sb.degrade.folder.FORMATS by name, so --help needs no torch (tests/test_tool_startup.py
-# keeps them equal)
+# i2sb.degrade.TASKS and i2sb.degrade.degrade_folder.FORMATS by name, so --help needs no torch
+# (tests/test_tool_startup.py keeps them equal)
 TASKS = ("jpeg", "jpeg5", "jpeg10", "jpeg_libjpeg", "sr4x_pool", "sr4x_bicubic", "blur_uni", "blur_gauss",
          "blur_uni_conv", "blur_gauss_conv", "inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030",
          "colorize")

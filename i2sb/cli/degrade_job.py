@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from ..degrade.folder import plan
-from ..degrade.folder import run as degrade_all
+from ..degrade.degrade_folder import plan
+from ..degrade.degrade_folder import run as degrade_all
 from .degrade import PROG, DegradeOptions
-from .keyvalue import EXIT_USAGE
+from .usage import EXIT_USAGE
 
 
 def run(options: DegradeOptions) -> int:

@@ -15,7 +15,8 @@ from omegaconf import MISSING
 
 from ..restoration.registry import (DEFAULT_ADM_DIR, DEFAULT_ROOT, MIRROR_ENV, PRETRAINED, check_name, local_state,
                                     lookup, resolve_mirror)
-from .keyvalue import Tool, UsageError, exit_with, run_tool
+from .keyvalue import Tool, exit_with, run_tool
+from .usage import UsageError
 
 PROG = "i2sb-download"
 COMMANDS = ("list", "adm")  # besides a checkpoint name

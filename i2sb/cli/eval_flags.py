@@ -3,7 +3,7 @@ existing scripts keep working; the caller prints one deprecation line."""
 
 from __future__ import annotations
 
-from .keyvalue import UsageError
+from .usage import UsageError
 
 VALUE_FLAGS = {  # --flag VALUE (or --flag=VALUE) -> key
     "--fid-ref": "fid_ref",

@@ -6,13 +6,13 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ..evaluation.folders import EvaluationWarning, evaluate_folders
+from ..evaluation.evaluate_folders import EvaluationWarning, evaluate_folders
 from ..evaluation.report import format_table
 from ..utils.device import resolve_device
 from ..utils.files import write_json
 from ..utils.images import IMAGE_EXTENSIONS
 from .evaluate import LPIPS_NETS, PROG, EvalOptions, json_path
-from .keyvalue import UsageError
+from .usage import UsageError
 
 
 def check_options(options: EvalOptions) -> EvalOptions:

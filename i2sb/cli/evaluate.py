@@ -1,4 +1,4 @@
-"""``i2sb-eval``: score a folder of restorations (:func:`i2sb.evaluation.folders.evaluate_folders`).
+"""``i2sb-eval``: score a folder of restorations (:func:`i2sb.evaluation.evaluate_folders.evaluate_folders`).
 
 ``i2sb-eval restored=DIR reference=DIR [fid=true] [lpips=true] [json=FILE] [device=auto] ...``; the two folders
 may also be given bare (``i2sb-eval DIR DIR``). The argparse flags of earlier versions (``--no-fid``,
@@ -16,9 +16,10 @@ from typing import Optional
 from omegaconf import MISSING
 
 from ..evaluation.report import MAX_TABLE_ROWS
-from ..evaluation.weights import BACKBONE_WEIGHTS, INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSpec
+from ..evaluation.weights import BACKBONE_WEIGHTS, INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSource
 from .eval_flags import translate_flags
-from .keyvalue import EXIT_USAGE, Tool, UsageError, exit_with, run_tool
+from .keyvalue import Tool, exit_with, run_tool
+from .usage import EXIT_USAGE, UsageError
 
 PROG = "i2sb-eval"
 DEFAULT_JSON_SUFFIX = "_metrics.json"  # RESTORED_metrics.json beside the folder evaluated, never inside it
@@ -64,9 +65,9 @@ class EvalOptions:
         "help": "seed of SWD's patch positions and projections (SWD is always computed for the pairs)"})
 
 
-def _weights_note(spec: WeightsSpec) -> str:
-    return (f"{spec.what}:\n  get {spec.url}\n  then {spec.option}=PATH, or ${spec.env_var}=PATH, "
-            f"or {spec.cache_path()}")
+def _weights_note(source: WeightsSource) -> str:
+    return (f"{source.what}:\n  get {source.url}\n  then {source.option}=PATH, or ${source.env_var}=PATH, "
+            f"or {source.cache_path()}")
 
 
 TOOL = Tool(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..restoration.export import check_output, export_model
+from ..restoration.export_writer import check_output, export_model
 from .export import PROG, ExportOptions
-from .keyvalue import EXIT_USAGE, UsageError
+from .usage import EXIT_USAGE, UsageError
 
 
 def run(options: ExportOptions) -> int:

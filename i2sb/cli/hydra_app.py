@@ -9,11 +9,12 @@ once per job of a sweep."""
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,24 +28,17 @@ from hydra.errors import CompactHydraException, HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .compose import CONFIG_DIR, EXIT_USAGE, SCHEMAS, compose, config_groups, register_schemas
+from .compose import CONFIG_DIR, SCHEMAS, compose, config_groups, register_schemas
 from .hydra_errors import (describe, find_unknown_key, hydra_quote, key_message, keys_named, one_line, schema_keys,
                            unknown_key)
+from .help_text import annotate
 from .jobs import JobPlace, check_launcher, job_place, render, split_hydra
+from .usage import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 FREE_FORM = ("task.params.", "data.params.")  # dict keys: plain key=value adds them (Hydra alone needs ++)
 HYDRA_PATHS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")  # text keys of Hydra's own
 CFG_CHOICES = ("job", "hydra", "all")
 NOT_SUPPORTED = {"--config-path", "-cp", "--config-name", "-cn"}  # the tools compose their own (--config-dir adds)
-
-
-class UsageError(ValueError):
-    """A mistake on the command line or in the config: one line, exit status 2, nothing written. ``shown``: what
-    ``--cfg`` prints before the line (the composed config, missing values marked)."""
-
-    def __init__(self, message: str, shown: str | None = None):
-        super().__init__(message)
-        self.shown = shown
 
 
 class JobFailed(CompactHydraException):
@@ -81,19 +75,24 @@ def run(tool: HydraTool, argv: list[str]) -> int:
     except SystemExit as exit_:  # --version
         return _status(exit_.code)
     register_schemas()
+    printed = io.StringIO()
     try:
-        with _logging_restored(), _launcher_errors_raised(getattr(args, "remote", False)):
+        with _logging_restored(), _launcher_errors_raised(getattr(args, "remote", False)), \
+                redirect_stdout(printed) if args.help else nullcontext():
             _run_hydra(args=args, args_parser=parser, task_function=tool.task_function,
                        config_path=str(CONFIG_DIR), config_name=tool.config_name)
     except SystemExit as exit_:
         return _status(exit_.code)
     except KeyboardInterrupt:
         print(f"{tool.prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as err:  # only with a Slurm launcher (see _launcher_errors_raised)
         if type(err).__name__ != "FailedJobError":  # submitit's: sbatch refused the submission
             raise
         return _slurm_refusal(tool.prog, err)
+    finally:
+        if args.help:  # the keys Hydra lists, each with its description from the tool's YAML file
+            print(annotate(printed.getvalue(), CONFIG_DIR / f"{tool.config_name}.yaml"), end="")
     return 0
 
 

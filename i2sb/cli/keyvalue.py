@@ -30,11 +30,9 @@ from typing import Any, NoReturn
 from omegaconf import OmegaConf
 
 from ..config import ConfigError, validated
+from .usage import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
-EXIT_USAGE = 2
 WIDTH = 110  # of the --help text
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # as a Unix tool ended by SIGPIPE (128 + 13)
 
 
 @dataclass(frozen=True)
@@ -49,10 +47,6 @@ class Tool:
     example: str
     positional: tuple[str, ...] = ()
     notes: str = ""
-
-
-class UsageError(ValueError):
-    """A command line that does not fit the tool's schema."""
 
 
 def _yaml(value: Any) -> str:

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, TrainConfig, to_container, to_train_config
 from ..utils.allocator import reuse_freed_memory
+from ..utils.file_formats import LATEST
 from .compose import group_options
 from .hydra_app import HydraTool, job_failed, output_dir, run
 from .jobs import JobPlace

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from .degraded import DegradedFolder
 from .demo import DEMO_PHOTOS, DEMO_SPLIT, DemoImages, demo_photos, write_demo_folder
-from .folders import SPLITS, ImageFolder, PairedFolders, is_train_split, match_pairs, transform
+from .datasets import SPLITS, ImageFolder, PairedFolders, is_train_split, match_pairs, transform
 from .loader import infinite_loader
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..utils.images import read_rgb, require_images
-from .folders import Geometry, SkippingDataset, native_patch
+from .datasets import Geometry, SkippingDataset, native_patch
 
 
 class DegradedFolder(SkippingDataset):

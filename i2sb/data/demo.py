@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .folders import is_train_split, to_model_range
+from .datasets import is_train_split, to_model_range
 from ..utils.images import save_image
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -37,7 +38,7 @@ from i2sb.degrade.blur import blur_gauss, blur_gauss_conv, blur_uni, blur_uni_co
 from i2sb.degrade.color import colorize
 from i2sb.degrade.inpaint import inpaint_center, inpaint_freeform1020, inpaint_freeform2030
 from i2sb.degrade.jpeg import DDRMJpeg, LibJpeg
-from i2sb.degrade.sr import SR_FACTOR, sr4x_bicubic, sr4x_pool
+from i2sb.degrade.sr import sr4x_bicubic, sr4x_pool
 
 TASKS: dict[str, Callable[..., Degradation]] = {
     "jpeg": DDRMJpeg,
@@ -57,8 +58,6 @@ TASKS: dict[str, Callable[..., Degradation]] = {
 }
 
 
-# Tasks whose stored measurement is smaller than x1 (``Degradation.scale``): the low-resolution image of SR.
-MEASUREMENT_SCALES: dict[str, int] = {"sr4x_pool": SR_FACTOR, "sr4x_bicubic": SR_FACTOR}
 # Tasks that accept any size with ``pad=True`` (the DDRM JPEG, padded to 16 x 16 macroblocks like a codec).
 CODEC_PADDED = frozenset({"jpeg", "jpeg5", "jpeg10"})
 
@@ -102,6 +101,20 @@ def _check_task(task: str) -> None:
         raise ValueError(f"unknown degradation task {task!r}; valid tasks: {', '.join(TASKS)}")
 
 
+def degradation_class(task: str) -> type[Degradation]:
+    """The :class:`Degradation` subclass ``TASKS[task]`` builds (a class, a ``partial`` of one, or a factory whose
+    return annotation names it): what a task is (``needs_mask``, ``scale``) is known without building it."""
+    _check_task(task)
+    factory = TASKS[task]
+    factory = factory.func if isinstance(factory, partial) else factory
+    return factory if isinstance(factory, type) else typing.get_type_hints(factory)["return"]
+
+
+def needs_mask(task: str) -> bool:
+    """Whether ``task`` marks holes with a mask that restoring it needs (the inpainting tasks)."""
+    return degradation_class(task).needs_mask
+
+
 def build(task: str, image_size: ImageSize, **params) -> Degradation:
     """The degradation ``task`` for (B, 3, H, W) images, ``image_size`` = S (S x S) or (H, W); ``params`` go
     to its factory. A size the task cannot take is a one-line ValueError naming the task."""
@@ -120,8 +133,7 @@ def build_any_size(task: str, image_size: ImageSize, **params) -> Degradation:
 
 def measurement_scale(task: str) -> int:
     """How many times smaller per side the stored measurement of ``task`` is than x1: 4 for SR, else 1."""
-    _check_task(task)
-    return MEASUREMENT_SCALES.get(task, 1)
+    return degradation_class(task).scale
 
 
 def upsample_measurement(task: str, y: Tensor, **params) -> Tensor:
@@ -142,7 +154,6 @@ def upsample_measurement(task: str, y: Tensor, **params) -> Tensor:
 
 __all__ = [
     "CODEC_PADDED",
-    "MEASUREMENT_SCALES",
     "REQUIRED_PARAMS",
     "TASKS",
     "Degradation",
@@ -151,7 +162,9 @@ __all__ = [
     "build",
     "build_any_size",
     "check_params",
+    "degradation_class",
     "measurement_scale",
+    "needs_mask",
     "task_parameters",
     "upsample_measurement",
 ]

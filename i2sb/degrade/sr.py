@@ -65,6 +65,8 @@ class SuperResolution(LinearDegradation):
     ``lift_image``: the nearest upsampling of a low-resolution image.
     """
 
+    scale = SR_FACTOR  # the class's factor, what the task registry reports; an instance keeps its own
+
     def __init__(
         self, image_size: ImageSize, matrix: Callable[[int, int], Tensor], name: str, factor: int = 4
     ) -> None:

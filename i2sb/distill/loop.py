@@ -25,7 +25,7 @@ from ..methods import task_degradation
 from ..restoration.checkpoints import LATEST, network_spec
 from ..restoration.loading import denoiser_from_spec
 from ..restoration.restorer import MASKED_TASKS
-from ..restoration.spec import NetworkSpec
+from ..restoration.trained_network import TrainedNetwork
 from ..training.dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
 from ..training.resume import read_latest
 from ..training.stop import StopSignals, StopVote, TrainingInterrupted, stop_message
@@ -42,8 +42,8 @@ from .validation import build_validator
 TEACHER_METHOD = "i2sb"
 
 
-def read_teacher(cfg: DistillConfig) -> NetworkSpec:
-    """The teacher's :class:`NetworkSpec`, checked to be a bridge model that fits this run; one-line errors
+def read_teacher(cfg: DistillConfig) -> TrainedNetwork:
+    """The teacher's :class:`TrainedNetwork`, checked to be a bridge model that fits this run; one-line errors
     (``FileNotFoundError`` for a missing teacher, ``ValueError`` otherwise) naming the key."""
     spec = network_spec(cfg.ckpt, cfg.use_ema)
     if spec.method != TEACHER_METHOD:

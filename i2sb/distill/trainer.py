@@ -23,8 +23,8 @@ from ..config import DataConfig, ModelConfig, TrainConfig, to_container, to_trai
 from ..core.bridge import Bridge
 from ..core.denoiser import BridgeDenoiser
 from ..core.precision import autocast, resolve_precision
-from ..restoration.checkpoints import FORMAT, LATEST, VERSION
-from ..restoration.spec import NetworkSpec
+from ..utils.file_formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST
+from ..restoration.trained_network import TrainedNetwork
 from ..restoration.student import METHOD, StudentInfo, student_steps
 from ..training.dist import DistInfo, barrier, wrap_ddp
 from ..training.ema import EMA
@@ -40,7 +40,7 @@ STEP_STREAM = 11  # the last word of an iteration's seed (seed, rank, step, 11)
 INIT_STREAM = 13  # the seed word of the student's new input weights
 
 
-def student_config(cfg: DistillConfig, teacher: NetworkSpec, image_size: int) -> TrainConfig:
+def student_config(cfg: DistillConfig, teacher: TrainedNetwork, image_size: int) -> TrainConfig:
     """The training config the student's checkpoint records: the teacher's task and network (the student's
     input width is read off its weights), this run's data, trainer and seed, ``method: ibmd``, ``eval_nfe`` K."""
     names = {f.name for f in fields(ModelConfig)}
@@ -61,7 +61,7 @@ class DistillTrainer:
     model ``f`` (from the teacher), the student's EMA, two AdamW optimisers with the trainer's schedule, and the
     iteration counter :attr:`step` (student updates). ``teacher_denoiser``: the teacher's x0-:class:`BridgeDenoiser`."""
 
-    def __init__(self, cfg: DistillConfig, info: DistInfo, teacher: NetworkSpec, teacher_denoiser: BridgeDenoiser,
+    def __init__(self, cfg: DistillConfig, info: DistInfo, teacher: TrainedNetwork, teacher_denoiser: BridgeDenoiser,
                  image_size: int):
         precision = resolve_precision(cfg.trainer.precision, info.device)
         self.cfg = replace(cfg, trainer=replace(cfg.trainer, precision=precision))
@@ -135,7 +135,7 @@ class DistillTrainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "version": VERSION, "step": self.step,
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": self.step,
             "model": self.G.net.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.scheduler.state_dict(),
             "aux": self.aux.denoiser.net.state_dict(), "aux_optimizer": self.aux_optimizer.state_dict(),

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..utils.loaderrors import UnreadableFile
 from ..utils.torchfile import load_torch
-from .weights import INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSpec  # noqa: F401  (re-exported)
+from .weights import INCEPTION_WEIGHTS, RESNET50_WEIGHTS, WeightsSource  # noqa: F401  (re-exported)
 
 # ---------------------------------------------------------------------------------------------
 # PSNR and SSIM
@@ -188,30 +188,30 @@ def load_fid_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 
-def find_weights(spec: WeightsSpec, path: str | Path | None = None) -> Path | None:
+def find_weights(source: WeightsSource, path: str | Path | None = None) -> Path | None:
     """Resolve a weights file: explicit ``path`` > ``$env_var`` > torch.hub cache; ``None`` if absent.
 
     An explicit path or environment variable that names a missing file is an error.
     """
-    given = path if path is not None else os.environ.get(spec.env_var) or None
+    given = path if path is not None else os.environ.get(source.env_var) or None
     if given is not None:
         if not Path(given).is_file():
-            raise FileNotFoundError(f"{spec.what} weights file not found: {given}")
+            raise FileNotFoundError(f"{source.what} weights file not found: {given}")
         return Path(given)
-    cached = spec.cache_path()
+    cached = source.cache_path()
     return cached if cached.is_file() else None
 
 
-def _load_weights(net: nn.Module, path: Path, spec: WeightsSpec) -> nn.Module:
+def _load_weights(net: nn.Module, path: Path, source: WeightsSource) -> nn.Module:
     """Load a state_dict file (a DataParallel ``module.`` prefix is dropped) into ``net``, strictly."""
     try:
         state = load_torch(path)
         net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
     except UnreadableFile as err:
-        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {err.cause}") from None
+        raise ValueError(f"{path} is not a {source.what} state_dict ({source.filename}): {err.cause}") from None
     except RuntimeError as err:  # missing, unexpected or mis-shaped keys
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {first_line}") from None
+        raise ValueError(f"{path} is not a {source.what} state_dict ({source.filename}): {first_line}") from None
     return net
 
 

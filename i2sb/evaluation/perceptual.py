@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..utils.torchfile import load_torch
-from .metrics import WeightsSpec, find_weights
+from .metrics import WeightsSource, find_weights
 from .weights import BACKBONE_WEIGHTS  # noqa: F401  (re-exported)
 
 MIN_SIZE = {"alex": 31, "vgg": 16}  # smallest image side the backbone's pooling accepts
@@ -40,13 +40,13 @@ def import_lpips():
     return lpips
 
 
-def _spec(net: str) -> WeightsSpec:
+def _backbone_source(net: str) -> WeightsSource:
     if net not in BACKBONE_WEIGHTS:
         raise ValueError(f"unknown LPIPS network {net!r}; expected one of {sorted(BACKBONE_WEIGHTS)}")
     return BACKBONE_WEIGHTS[net]
 
 
-def copy_backbone(trunk: nn.Module, state: dict[str, Tensor], spec: WeightsSpec, path: Path) -> None:
+def copy_backbone(trunk: nn.Module, state: dict[str, Tensor], source: WeightsSource, path: Path) -> None:
     """Load torchvision's ``features.I.*`` tensors into the package's trunk (``sliceK.I.*``), strictly.
 
     A whole torchvision state_dict (classifier included) or its ``features.*`` part alone is accepted.
@@ -55,12 +55,12 @@ def copy_backbone(trunk: nn.Module, state: dict[str, Tensor], spec: WeightsSpec,
     wanted = {key: "features." + key.split(".", 1)[1] for key in trunk.state_dict()}
     missing = [src for src in wanted.values() if src not in state]
     if missing:
-        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): no {missing[0]!r}")
+        raise ValueError(f"{path} is not a {source.what} state_dict ({source.filename}): no {missing[0]!r}")
     try:
         trunk.load_state_dict({key: state[src] for key, src in wanted.items()})
     except RuntimeError as err:
         first_line = str(err).strip().splitlines()[-1].strip()
-        raise ValueError(f"{path} is not a {spec.what} state_dict ({spec.filename}): {first_line}") from err
+        raise ValueError(f"{path} is not a {source.what} state_dict ({source.filename}): {first_line}") from err
 
 
 class LPIPS(nn.Module):
@@ -91,9 +91,9 @@ def load_lpips(net: str = "alex", path: str | Path | None = None, device: str | 
     default places (see :func:`find_weights`); a ``path`` or ``$I2SB_LPIPS_BACKBONE`` naming a missing file
     is a FileNotFoundError, a file of another network a ValueError.
     """
-    spec = _spec(net)
-    found = find_weights(spec, path)  # an explicit path to a missing file is an error even without the package
-    missing = [] if found is not None else [spec.missing_message()]
+    source = _backbone_source(net)
+    found = find_weights(source, path)  # an explicit path to a missing file is an error even without the package
+    missing = [] if found is not None else [source.missing_message()]
     try:
         package = import_lpips()
     except LPIPSUnavailable as err:
@@ -103,5 +103,5 @@ def load_lpips(net: str = "alex", path: str | Path | None = None, device: str | 
     with warnings.catch_warnings():  # torchvision's deprecation of pretrained=, which the package passes
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
         model = package.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-    copy_backbone(model.net, load_torch(found, mmap=True), spec, found)
+    copy_backbone(model.net, load_torch(found, mmap=True), source, found)
     return LPIPS(model, net).to(device)

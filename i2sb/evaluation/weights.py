@@ -21,7 +21,7 @@ def hub_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class WeightsSpec:
+class WeightsSource:
     """Where a pre-trained network's weights come from and where this library looks for them."""
 
     what: str
@@ -42,31 +42,28 @@ class WeightsSpec:
 
 
 # clean-fid legacy_pytorch = pytorch-fid's port of the TF Inception (cleanfid/inception_pytorch.py).
-INCEPTION_WEIGHTS = WeightsSpec(
+INCEPTION_WEIGHTS = WeightsSource(
     what="FID Inception (clean-fid legacy_pytorch)",
     filename="pt_inception-2015-12-05-6726825d.pth",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     env_var="I2SB_INCEPTION", option="inception",
 )
+
+TORCHVISION_MODELS = "https://download.pytorch.org/models/"  # where torchvision's IMAGENET1K_V1 files live
+
+
+def torchvision_weights(what: str, filename: str, env_var: str, option: str) -> WeightsSource:
+    """A torchvision weights file: its URL is the models folder plus its name."""
+    return WeightsSource(what, filename, TORCHVISION_MODELS + filename, env_var, option)
+
+
 # torchvision resnet50(pretrained=True) as in the authors' evaluation/resnet.py = IMAGENET1K_V1.
-RESNET50_WEIGHTS = WeightsSpec(
-    what="ResNet-50 (torchvision IMAGENET1K_V1)",
-    filename="resnet50-0676ba61.pth",
-    url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    env_var="I2SB_RESNET50", option="resnet",
-)
+RESNET50_WEIGHTS = torchvision_weights("ResNet-50 (torchvision IMAGENET1K_V1)", "resnet50-0676ba61.pth",
+                                       env_var="I2SB_RESNET50", option="resnet")
 
 BACKBONE_WEIGHTS = {  # torchvision's IMAGENET1K_V1 files, what lpips.LPIPS(pretrained backbone) downloads
-    "alex": WeightsSpec(
-        what="LPIPS backbone AlexNet (torchvision IMAGENET1K_V1)",
-        filename="alexnet-owt-7be5be79.pth",
-        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-        env_var="I2SB_LPIPS_BACKBONE", option="lpips_weights",
-    ),
-    "vgg": WeightsSpec(
-        what="LPIPS backbone VGG-16 (torchvision IMAGENET1K_V1)",
-        filename="vgg16-397923af.pth",
-        url="https://download.pytorch.org/models/vgg16-397923af.pth",
-        env_var="I2SB_LPIPS_BACKBONE", option="lpips_weights",
-    ),
+    "alex": torchvision_weights("LPIPS backbone AlexNet (torchvision IMAGENET1K_V1)", "alexnet-owt-7be5be79.pth",
+                                env_var="I2SB_LPIPS_BACKBONE", option="lpips_weights"),
+    "vgg": torchvision_weights("LPIPS backbone VGG-16 (torchvision IMAGENET1K_V1)", "vgg16-397923af.pth",
+                               env_var="I2SB_LPIPS_BACKBONE", option="lpips_weights"),
 }

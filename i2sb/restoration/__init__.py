@@ -4,12 +4,12 @@
   :class:`RestorationKind` interface whose sampler it calls;
 * :mod:`.algorithms`  -- the kinds: I2SB's bridge samplers, Palette, DDNM / DDNM+, prior samples;
 * :mod:`.tiling`      -- reflection padding and seamless overlapping tiles;
-* :mod:`.spec`, :mod:`.checkpoints`, :mod:`.authors` -- reading the project's runs, the authors'
-  ``results/NAME/`` and guided-diffusion's ADM into a network spec;
+* :mod:`.trained_network`, :mod:`.checkpoints`, :mod:`.authors` -- reading the project's runs, the authors'
+  ``results/NAME/`` and guided-diffusion's ADM into a :class:`TrainedNetwork` (arguments, weights, task);
 * :mod:`.loading`     -- :func:`load` / :func:`load_ddnm`: checkpoint -> restorer (:func:`load_denoiser`: -> network);
 * :mod:`.folder`      -- ``i2sb-sample``: restore a folder (:mod:`.outputs`: what it writes, :mod:`.progress`);
-* :mod:`.registry`, :mod:`.pretrained`, :mod:`.sharing`, :mod:`.export` -- the authors' checkpoints, models
-  shared on a mirror, inference-only model folders.
+* :mod:`.registry`, :mod:`.pretrained`, :mod:`.sharing` -- the authors' checkpoints, models shared on a mirror;
+* :mod:`.export_writer` (``i2sb-export``), :mod:`.export_reader` -- inference-only model folders.
 
 The names below are imported on first use (PEP 562): ``i2sb.restoration.registry`` (what ``i2sb-download --help``
 and ``list`` read) loads without torch.

@@ -25,25 +25,11 @@ from ..config import TaskConfig
 from ..nets.guided_diffusion import check_compatible, infer_unet_kwargs
 from ..nets.unet import UNet, adm256_kwargs, input_channels
 from ..utils.loaderrors import UnreadableFile, UnsafeGlobal, load_failure
-from .spec import NetworkSpec
+from .registry import CORRUPTIONS
+from .trained_network import TrainedNetwork
 
-OPTIONS = "options.pkl"
 NOT_OPTIONS = "not an options file (not a pickle file)"
 PREFIX = "diffusion_model."
-
-# The authors' --corrupt names (scripts/train.sh) -> i2sb.degrade tasks; "mixture" has no single operator.
-CORRUPTIONS: dict[str, str | None] = {
-    "jpeg-5": "jpeg5",
-    "jpeg-10": "jpeg10",
-    "sr4x-pool": "sr4x_pool",
-    "sr4x-bicubic": "sr4x_bicubic",
-    "blur-uni": "blur_uni",
-    "blur-gauss": "blur_gauss",
-    "inpaint-center": "inpaint_center",
-    "inpaint-freeform1020": "inpaint_freeform1020",
-    "inpaint-freeform2030": "inpaint_freeform2030",
-    "mixture": None,
-}
 
 _PATH_CLASSES = ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")
 _BUILTINS = ("set", "frozenset", "complex", "bytearray", "slice", "range", "bytes", "str", "int", "float",
@@ -135,8 +121,8 @@ def ema_weights(ema: dict[str, Any], unet: UNet, source: str) -> dict[str, Tenso
 
 
 def authors_spec(ckpt: dict[str, Any], options_path: Path, use_ema: bool, overrides: dict[str, Any],
-                 source: str) -> NetworkSpec:
-    """The authors' ``latest.pt`` contents + ``options.pkl`` -> :class:`NetworkSpec`.
+                 source: str) -> TrainedNetwork:
+    """The authors' ``latest.pt`` contents + ``options.pkl`` -> :class:`TrainedNetwork`.
 
     Architecture: ``adm256_kwargs`` <- inferred from the ``net`` weights <- ``overrides``.
     """
@@ -159,4 +145,4 @@ def authors_spec(ckpt: dict[str, Any], options_path: Path, use_ema: bool, overri
                          f"model.num_head_channels (or model.num_heads with model.num_head_channels=-1)") from None
     check_compatible(net, template.state_dict(), source)
     weights = ema_weights(ckpt.get("ema"), template, source) if use_ema else net
-    return NetworkSpec(kwargs, weights, task, kwargs["image_size"])
+    return TrainedNetwork(kwargs, weights, task, kwargs["image_size"])

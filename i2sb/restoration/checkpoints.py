@@ -1,5 +1,5 @@
-"""Reading any checkpoint into a :class:`~i2sb.restoration.spec.NetworkSpec`: the project's runs, the authors'
-``results/NAME/`` and guided-diffusion's unconditional ADM (a prior for DDNM).
+"""Reading any checkpoint into a :class:`~i2sb.restoration.trained_network.TrainedNetwork`: the project's runs,
+the authors' ``results/NAME/`` and guided-diffusion's unconditional ADM (a prior for DDNM).
 
 A training checkpoint of this project is a plain dict loadable with ``torch.load(weights_only=True)``::
 
@@ -24,21 +24,19 @@ from torch import Tensor
 from ..config import ConfigError, TaskConfig, to_train_config
 from ..nets.guided_diffusion import ADM_KEY, adm_state_dict, infer_unet_kwargs, is_adm_checkpoint
 from ..nets.unet import IMAGE_CHANNELS, UNet, adm256_kwargs
+from ..utils.file_formats import CHECKPOINT_FORMAT, LATEST, OPTIONS_FILE
 from ..utils.torchfile import load_torch
-from .authors import OPTIONS, authors_spec
-from .exported import exported_spec, is_exported
-from .spec import NetworkSpec
+from .authors import authors_spec
+from .export_reader import exported_spec, is_exported
+from .trained_network import TrainedNetwork
 
-FORMAT = "i2sb-checkpoint"
-VERSION = 1
-LATEST = "latest.pt"
 UNET_KEYS = frozenset(inspect.signature(UNet).parameters)
 ADM_STEPS = 1000  # guided-diffusion's models: 1000 linear steps
 ADM_DEFAULT_NFE = 100  # DDNM's default T_sampling
 
 
 def is_i2sb_checkpoint(obj: dict[str, Any]) -> bool:
-    return obj.get("format") == FORMAT
+    return obj.get("format") == CHECKPOINT_FORMAT
 
 
 def model_weights(ckpt: dict[str, Any], use_ema: bool = True) -> dict[str, Tensor]:
@@ -59,12 +57,12 @@ def locate(ckpt: str | Path) -> Path:
         return path / LATEST
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (give a run directory, a .pt file, an exported "
-                                f"model folder, or the authors' results/NAME/ with {LATEST} and {OPTIONS})")
+                                f"model folder, or the authors' results/NAME/ with {LATEST} and {OPTIONS_FILE})")
     return path
 
 
-def own_spec(ckpt: dict[str, Any], use_ema: bool, overrides: dict[str, Any], source: str) -> NetworkSpec:
-    """An i2sb training checkpoint -> :class:`NetworkSpec` (its stored config, then ``overrides``)."""
+def own_spec(ckpt: dict[str, Any], use_ema: bool, overrides: dict[str, Any], source: str) -> TrainedNetwork:
+    """An i2sb training checkpoint -> :class:`TrainedNetwork` (its stored config, then ``overrides``)."""
     try:
         cfg = to_train_config(ckpt.get("config") or {})
         weights = model_weights(ckpt, use_ema)
@@ -75,11 +73,11 @@ def own_spec(ckpt: dict[str, Any], use_ema: bool, overrides: dict[str, Any], sou
         kwargs["in_channels"] = int(weights[ADM_KEY].shape[1])
     kwargs.update(overrides)
     image_size = int(overrides.get("image_size", cfg.data.image_size))
-    return NetworkSpec(kwargs, weights, cfg.task, image_size, cfg.trainer.eval_nfe, cfg.method,
-                       ckpt.get("validation") or None, ckpt.get("student"))
+    return TrainedNetwork(kwargs, weights, cfg.task, image_size, cfg.trainer.eval_nfe, cfg.method,
+                          ckpt.get("validation") or None, ckpt.get("student"))
 
 
-def adm_prior_spec(obj: dict[str, Any], overrides: dict[str, Any], source: str) -> NetworkSpec:
+def adm_prior_spec(obj: dict[str, Any], overrides: dict[str, Any], source: str) -> TrainedNetwork:
     """A guided-diffusion checkpoint as the spec of a ``method=ddpm`` prior: ADM-256 <- read off the weights
     <- ``overrides``, eps rows of the output layer only, ADM's 1000-step schedule, no task of its own."""
     state = adm_state_dict(obj, source)
@@ -91,10 +89,10 @@ def adm_prior_spec(obj: dict[str, Any], overrides: dict[str, Any], source: str) 
         raise ValueError(f"{source}: the network takes {kwargs['in_channels']} input channels; a prior takes 3")
     weights = {k: (v[:IMAGE_CHANNELS] if k in ("out.2.weight", "out.2.bias") else v) for k, v in state.items()}
     task = TaskConfig(name="adm_prior", n_steps=ADM_STEPS)
-    return NetworkSpec(kwargs, weights, task, int(kwargs["image_size"]), ADM_DEFAULT_NFE, "ddpm")
+    return TrainedNetwork(kwargs, weights, task, int(kwargs["image_size"]), ADM_DEFAULT_NFE, "ddpm")
 
 
-def network_spec(ckpt: str | Path, use_ema: bool = True, overrides: dict[str, Any] | None = None) -> NetworkSpec:
+def network_spec(ckpt: str | Path, use_ema: bool = True, overrides: dict[str, Any] | None = None) -> TrainedNetwork:
     """Read a run directory, a checkpoint file, the authors' ``results/NAME/``, an ADM checkpoint or an exported
     model folder (``i2sb-export``; its EMA or raw weights are the ones chosen at export, ``use_ema`` is moot)."""
     overrides = dict(overrides or {})
@@ -109,7 +107,7 @@ def network_spec(ckpt: str | Path, use_ema: bool = True, overrides: dict[str, An
         return own_spec(state, use_ema, overrides, str(file))
     if is_adm_checkpoint(state):  # guided-diffusion's unconditional ADM: a prior for DDNM
         return adm_prior_spec(state, overrides, str(file))
-    options = file.parent / OPTIONS
+    options = file.parent / OPTIONS_FILE
     if "net" in state and options.is_file():
         return authors_spec(state, options, use_ema, overrides, str(file))
     if "net" in state:

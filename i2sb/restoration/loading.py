@@ -21,9 +21,9 @@ from ..utils.device import resolve_device
 from .algorithms import BridgeRestoration, ddnm_restoration, palette_restoration
 from .checkpoints import network_spec
 from .restorer import RestorationKind, Restorer
-from .spec import NetworkSpec, build_network
 from .student import METHOD as STUDENT_METHOD
 from .student import StudentInfo, StudentRestoration, student_denoiser
+from .trained_network import TrainedNetwork, build_network
 
 
 def _bridge(task: TaskConfig, ddnm: DDNMOptions) -> RestorationKind:
@@ -53,7 +53,7 @@ def restorer_for(method: str, denoiser: Denoiser, task: TaskConfig, image_size: 
     return Restorer(denoiser, RESTORATION_KINDS[method](task, ddnm), task, image_size, default_nfe, validation)
 
 
-def denoiser_from_spec(spec: NetworkSpec, device: torch.device, source: str) -> Denoiser:
+def denoiser_from_spec(spec: TrainedNetwork, device: torch.device, source: str) -> Denoiser:
     """The network of ``spec`` on ``device`` wrapped in its training method's denoiser (eval mode, float32)."""
     return build_method(spec.method, spec.task).denoiser(build_network(spec, device, source)).to(device).eval()
 
@@ -66,7 +66,7 @@ def load_denoiser(ckpt: str | Path, device: torch.device | str = "auto", use_ema
     return denoiser_from_spec(network_spec(ckpt, use_ema, model_overrides), device, str(ckpt))
 
 
-def restorer_from_spec(spec: NetworkSpec, device: torch.device, source: str,
+def restorer_from_spec(spec: TrainedNetwork, device: torch.device, source: str,
                        ddnm: DDNMOptions = DDNMOptions()) -> Restorer:
     """Build the network of ``spec`` on ``device`` in its method's denoiser, and its restorer."""
     denoiser = denoiser_from_spec(spec, device, source)

@@ -1,7 +1,7 @@
 """What ``i2sb-sample`` writes and where: file formats, the output folder checked before any work, and which
 existing files it leaves alone.
 
-* Formats (:data:`ENCODERS`): ``png`` (lossless, the default, written exactly as before these options existed),
+* Formats (:data:`ENCODERS`): ``png`` (lossless, the default: Pillow's PNG of the 8-bit restoration),
   ``jpg`` and ``webp`` at ``quality`` (default :data:`DEFAULT_QUALITY`). Measured on four scikit-image photos
   (astronaut, chelsea, coffee, rocket), against their lossless PNG: JPEG quality 95 with full-resolution chroma
   (4:4:4, as set here) is 40-46 dB PSNR away at 29-38 % of the PNG's size (Pillow's 4:2:0 default: 35-41 dB; quality

@@ -27,8 +27,9 @@ from typing import Any
 from ..utils.download import DownloadError, Log, check_file, download, one_line
 from ..utils.torchfile import load_torch
 from .authors import read_options
-from .registry import (ALL_CHECKPOINTS_URL, CKPT_FILE, DEFAULT_ADM_DIR, DEFAULT_ROOT, DRIVE_FOLDER,  # noqa: F401
-                       FILES, LICENSE, MIRROR_ENV, OPTIONS_FILE, PRETRAINED, Pretrained, check_name, checkpoint_dir,
+from ..utils.file_formats import LATEST, OPTIONS_FILE
+from .registry import (ALL_CHECKPOINTS_URL, DEFAULT_ADM_DIR, DEFAULT_ROOT, DRIVE_FOLDER,  # noqa: F401
+                       FILES, LICENSE, MIRROR_ENV, PRETRAINED, Pretrained, check_name, checkpoint_dir,
                        known, local_state, lookup, resolve_mirror)  # re-exported: the registry's historical home
 from .sharing import EXPORTED, RUN, Layout, SharedFile, fetch, install, problems, staging_folder
 
@@ -109,7 +110,7 @@ def authors_layout(entry: Pretrained | None) -> Layout:
     """The authors' ``results/NAME/`` as a :class:`~.sharing.Layout`; ``options.pkl`` checked to be ``entry``'s."""
     return Layout("the authors' results/NAME (options.pkl + latest.pt)", (
         SharedFile(OPTIONS_FILE, lambda path: verify_options_file(path, entry.name if entry else None)),
-        SharedFile(CKPT_FILE, verify_checkpoint_file)))
+        SharedFile(LATEST, verify_checkpoint_file)))
 
 
 def _find(folder: Path, filename: str) -> Path | None:

@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..utils.file_formats import LATEST, OPTIONS_FILE
+
 DEFAULT_ROOT = "results"  # as in the authors' scripts and README
 DEFAULT_ADM_DIR = "data"  # where the authors' code puts ADM (i2sb/ckpt_util.py)
 MIRROR_ENV = "I2SB_MIRROR"
-CKPT_FILE = "latest.pt"
-OPTIONS_FILE = "options.pkl"
-FILES = (OPTIONS_FILE, CKPT_FILE)  # the small one first: a wrong mirror fails fast
+FILES = (OPTIONS_FILE, LATEST)  # the small one first: a wrong mirror fails fast
 DRIVE_FOLDER = "https://drive.google.com/drive/folders/"
 ALL_CHECKPOINTS_URL = DRIVE_FOLDER + "1sgHF2FjgsAiV7doBeeOiBD8NyQhKutsG"  # NVlabs/I2SB README
 LICENSE = "CC-BY-NC-SA-4.0"  # the checkpoints' license (NVlabs/I2SB README)
@@ -61,6 +61,9 @@ PRETRAINED: dict[str, Pretrained] = {p.name: p for p in (
     Pretrained("inpaint-freeform2030", "inpaint_freeform2030", "18Q1ZtUcl3z63v0VOSR5hVH3T5fGNgf3I", 3.2, 4, 73.4,
                "inpainting, freeform masks 20-30%"),
 )}
+# The authors' --corrupt names (NVlabs/I2SB scripts/train.sh) -> i2sb.degrade tasks: the released checkpoints'
+# names, and "mixture" (their mix of corruptions), which has no single operator.
+CORRUPTIONS: dict[str, str | None] = {**{p.name: p.task for p in PRETRAINED.values()}, "mixture": None}
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a model folder name: no path, not hidden
 
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from .. import degrade
 from ..config import TaskConfig
 from ..core.denoiser import Denoiser
 from ..core.noise import Generators
@@ -38,7 +39,6 @@ from .tiling import TiledDenoiser, cropped_callback, pad_to_multiple, tile_start
 # Inputs are x1 in [-1, 1]; degraded images may leave it a little (the paper's DDRM JPEG spans about -1.9..1.7,
 # kept exactly in .npy inputs), so values are refused only beyond this bound: 8-bit values (0..255) and the like.
 INPUT_LIMIT = 3.0
-MASKED_TASKS = frozenset({"inpaint_center", "inpaint_freeform1020", "inpaint_freeform2030"})
 
 
 class OptionError(ValueError):
@@ -160,7 +160,8 @@ class Restorer:
     @property
     def needs_mask(self) -> bool:
         """Inpainting checkpoints restore holes that a mask must mark."""
-        return self.task.degradation in MASKED_TASKS
+        task = self.task.degradation
+        return task in degrade.TASKS and degrade.needs_mask(task)
 
     # ------------------------------------------------------------------ options, once
     def options(self, nfe: int | None = None, sampler: str = "ddpm", eta: float | None = None,

@@ -25,10 +25,10 @@ from pathlib import Path
 from safetensors import safe_open
 
 from ..utils.download import DownloadError, Log, check_file, download, url_exists
+from ..utils.file_formats import CARD_FILE, CONFIG_FILE, LATEST, METRICS, MODEL_FORMAT, RUN_CONFIG, WEIGHTS_FILE
 from ..utils.files import fix_mode
 from ..utils.torchfile import load_torch
-from .checkpoints import LATEST, is_i2sb_checkpoint
-from .exported import CARD_FILE, CONFIG_FILE, FORMAT, WEIGHTS_FILE
+from .checkpoints import is_i2sb_checkpoint
 
 
 
@@ -56,7 +56,7 @@ class Layout:
 def verify_exported_config(path: Path) -> None:
     """Raise unless ``path`` is an ``i2sb-export`` ``config.json``."""
     config = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
         raise ValueError(f"{Path(path).name}: not an i2sb model config (format={config.get('format')!r})")
 
 
@@ -77,8 +77,8 @@ EXPORTED = Layout("an exported model folder (i2sb-export)", (
     SharedFile(CONFIG_FILE, verify_exported_config), SharedFile(WEIGHTS_FILE, verify_safetensors),
     SharedFile(CARD_FILE, required=False)))
 RUN = Layout("a run directory (i2sb-train)", (
-    SharedFile(LATEST, verify_run_checkpoint), SharedFile("config.yaml", required=False),
-    SharedFile("metrics.jsonl", required=False)))
+    SharedFile(LATEST, verify_run_checkpoint), SharedFile(RUN_CONFIG, required=False),
+    SharedFile(METRICS, required=False)))
 
 
 # ---------------------------------------------------------------------------- staging

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig, to_container, to_train_config
 from ..data import build_split, infinite_loader
 from ..methods import task_degradation
-from ..restoration.checkpoints import LATEST
+from ..utils.file_formats import LATEST, RUN_CONFIG
 from ..utils.device import backend_flags
 from ..utils.files import remove_temp_files
 from .dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
@@ -90,7 +90,7 @@ def _start(cfg: TrainConfig, info: DistInfo) -> tuple[Trainer, Any, Iterator[dic
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_temp_files(run_dir)
-        OmegaConf.save(OmegaConf.create(to_container(cfg)), run_dir / "config.yaml")
+        OmegaConf.save(OmegaConf.create(to_container(cfg)), run_dir / RUN_CONFIG)
     deg = task_degradation(cfg.task, cfg.data.image_size)
     loader = build_data(cfg, info, trainer.step, trainer.n_micro)
     validator = build_validator(cfg, trainer.method.denoiser(trainer.ema.module), deg, info.device) \

@@ -76,7 +76,7 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], source: str)
             if saved[section].get(key) != value:
                 raise _cannot_resume(source, f"{section}.{key}", saved[section].get(key), value)
     # the warm-up decides the scheduler's type (StepLR or LambdaLR), whose saved state holds the old value
-    warmup = saved.get("trainer", {}).get("lr_warmup", 0)  # checkpoints from before the key: no warm-up
+    warmup = saved.get("trainer", {}).get("lr_warmup", 0)  # a checkpoint without the key trained without warm-up
     if warmup != current["trainer"]["lr_warmup"]:
         raise _cannot_resume(source, "trainer.lr_warmup", warmup, current["trainer"]["lr_warmup"])
 

@@ -24,7 +24,7 @@ from ..degrade import Degradation
 from ..methods import Method, build_method, make_pair
 from ..nets.guided_diffusion import load_adm_init
 from ..nets.unet import UNet
-from ..restoration.checkpoints import FORMAT, LATEST, VERSION
+from ..utils.file_formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST
 from ..utils.seeds import seeded_generator
 from ..utils.torchfile import save_torch
 from .dist import DistInfo, barrier, print0, wrap_ddp
@@ -198,8 +198,8 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT,
-            "version": VERSION,
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
             "step": self.step,
             "model": self.unet.state_dict(),
             "ema": self.ema.state_dict(),

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
+from ..utils.file_formats import METRICS
+
 
 class Writer(Protocol):
     def scalars(self, step: int, values: dict[str, float]) -> None: ...
@@ -20,7 +22,7 @@ class JsonlWriter:
     """Appends one JSON object per call to ``run_dir/metrics.jsonl`` (flushed each line)."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / METRICS
         self._file = self.path.open("a", encoding="utf-8")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -105,7 +107,7 @@ def build_writer(run_dir: Path, tensorboard: bool, wandb: bool, project: str, co
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """All records of ``run_dir/metrics.jsonl`` (skipping a torn last line after a crash)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     records = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():

@@ -1,16 +1,15 @@
 """Host memory reuse for CPU work: keep freed tensor memory in the process instead of returning it.
 
 With glibc's defaults every tensor above the dynamic mmap threshold is a fresh ``mmap`` that the kernel
-zero-fills page by page on first touch and unmaps when freed; a U-Net forward allocates and frees its
-activations every call, so a CPU forward spends 10-20 % of its time in page faults (~60 000 minor faults
-per forward of ``model=small`` at batch 8 on a 2-core AMD EPYC; ``scripts/bench.py`` times both settings). Raising the mmap threshold to its maximum
-and never trimming the heap lets freed activations be reused as they are, as jemalloc/tcmalloc do.
+zero-fills page by page on first touch and unmaps when freed. A U-Net forward allocates and frees its
+activations on every call, so a CPU forward spends a noticeable share of its time in page faults (the
+measurements: scripts/README.md, bench.py). Raising the mmap threshold to its maximum and never trimming the heap
+lets freed activations be reused as they are, as jemalloc/tcmalloc do.
 
 The command-line tools call :func:`reuse_freed_memory` once per process; library code never does (it is a
 process-wide setting: a notebook can call it explicitly). The resident memory then stays at its peak.
 ``I2SB_MALLOC=system`` leaves the allocator as it is.
 """
-
 from __future__ import annotations
 
 import ctypes

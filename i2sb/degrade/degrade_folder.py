@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from i2sb.degrade import TASKS, build_any_size, measurement_scale
+from i2sb.degrade import TASKS, build_any_size, degradation_class, measurement_scale
 from i2sb.degrade.base import Degradation
 from i2sb.utils.images import load_image, save_array, save_image, scan_images
 from i2sb.utils.seeds import mix_seed
@@ -91,10 +91,11 @@ def plan(task: str, input: str | Path, output: str | Path, masks: str | Path | N
         raise ValueError(f"format={fmt}: unknown format; valid formats: {', '.join(FORMATS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed}: must be a non-negative integer")
-    try:
-        needs_mask = build_any_size(task, PROBE_SIZE, **params).needs_mask
+    try:  # the params checked by building the task once at a small size
+        build_any_size(task, PROBE_SIZE, **params)
     except (TypeError, ValueError, FileNotFoundError) as err:  # TypeError: a keyword the task does not take
         raise ValueError(f"params: {' '.join(str(err).split())}") from None
+    needs_mask = degradation_class(task).needs_mask
     if crop and measurement_scale(task) == 1:
         raise ValueError(f"crop=true: task {task} takes any size; crop applies to the super-resolution tasks")
     source = Path(input)

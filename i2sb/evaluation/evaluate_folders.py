@@ -199,10 +199,10 @@ def scan_folder(items: Iterable[Item], batch_size: int, device: torch.device, sc
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_or_note(spec: metrics.WeightsSpec, path, loader, device, notes: list[str], skipped: str):
+def _load_or_note(weights_source: metrics.WeightsSource, path, loader, device, notes: list[str], skipped: str):
     """The network from ``path`` or the default locations, or ``None`` and a note saying what to get."""
-    if metrics.find_weights(spec, path) is None:
-        notes.append(f"{skipped} skipped: {spec.missing_message()}")
+    if metrics.find_weights(weights_source, path) is None:
+        notes.append(f"{skipped} skipped: {weights_source.missing_message()}")
         return None
     return loader(path, device)
 

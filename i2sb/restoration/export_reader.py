@@ -9,13 +9,8 @@ from typing import Any
 from safetensors.torch import load_file
 
 from ..config import TaskConfig
-from .spec import NetworkSpec
-
-FORMAT = "i2sb-model"
-VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "README.md"
+from ..utils.file_formats import CONFIG_FILE, MODEL_FORMAT, WEIGHTS_FILE
+from .trained_network import TrainedNetwork
 
 
 def is_exported(path: str | Path) -> bool:
@@ -24,20 +19,20 @@ def is_exported(path: str | Path) -> bool:
     return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
 
 
-def exported_spec(folder: str | Path, overrides: dict[str, Any] | None = None) -> NetworkSpec:
-    """Read an exported folder (JSON and safetensors only, no pickle) into a :class:`NetworkSpec`."""
+def exported_spec(folder: str | Path, overrides: dict[str, Any] | None = None) -> TrainedNetwork:
+    """Read an exported folder (JSON and safetensors only, no pickle) into a :class:`TrainedNetwork`."""
     folder = Path(folder)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{folder / CONFIG_FILE}: cannot read ({' '.join(str(err).split())})") from None
-    if config.get("format") != FORMAT:
+    if config.get("format") != MODEL_FORMAT:
         raise ValueError(f"{folder / CONFIG_FILE}: not an i2sb model config (format={config.get('format')!r})")
     try:
         weights = load_file(str(folder / WEIGHTS_FILE))
     except Exception as err:  # safetensors raises its own error types for truncated or foreign files
         raise ValueError(f"{folder / WEIGHTS_FILE}: cannot read ({' '.join(str(err).split())})") from None
     network = {**config["network"], **(overrides or {})}
-    return NetworkSpec(network, weights, TaskConfig(**config["task"]), int(network.get("image_size",
-                       config["image_size"])), int(config["default_nfe"]), config["method"], config.get("validation"),
-                       config.get("student"))
+    return TrainedNetwork(network, weights, TaskConfig(**config["task"]), int(network.get("image_size",
+                          config["image_size"])), int(config["default_nfe"]), config["method"],
+                          config.get("validation"), config.get("student"))

@@ -14,7 +14,7 @@ from ..nets.unet import UNet
 
 
 @dataclass
-class NetworkSpec:
+class TrainedNetwork:
     """Everything needed to rebuild a trained network for restoration.
 
     ``unet_kwargs``: :class:`~i2sb.nets.unet.UNet` arguments; ``weights``: its state_dict; ``task``: the bridge
@@ -45,7 +45,7 @@ def _aligned(tensor: Tensor) -> Tensor:
     return tensor if tensor.data_ptr() % ALIGNMENT == 0 else tensor.clone()
 
 
-def build_network(spec: NetworkSpec, device: torch.device | str = "cpu", source: str = "checkpoint") -> UNet:
+def build_network(spec: TrainedNetwork, device: torch.device | str = "cpu", source: str = "checkpoint") -> UNet:
     """Instantiate the U-Net of ``spec`` with its weights (float32, eval mode, no gradients) on ``device``."""
     try:
         with torch.device("meta"):

@@ -7,7 +7,7 @@
 * ``README.md``         -- a model card (task, training steps and data, validation metrics, how to restore), with
   the front matter model hubs read, so the folder can be uploaded as it is.
 
-``i2sb.load(DIR)`` and ``i2sb-sample ckpt=DIR`` read such a folder (:mod:`.exported`). The folder is
+``i2sb.load(DIR)`` and ``i2sb-sample ckpt=DIR`` read such a folder (:mod:`.export_reader`). The folder is
 staged beside ``output`` and renamed into place, so a failed export never leaves a partial model folder.
 """
 
@@ -24,12 +24,13 @@ import torch
 from safetensors.torch import save_file
 
 from ..evaluation.record import ValidationRecord
+from ..utils.file_formats import CARD_FILE, CONFIG_FILE, METRICS, MODEL_FORMAT, MODEL_VERSION, OPTIONS_FILE, WEIGHTS_FILE
 from ..utils.files import fix_mode
 from ..utils.torchfile import load_torch
-from .authors import OPTIONS, read_options
+from .authors import read_options
 from .checkpoints import is_i2sb_checkpoint, locate, network_spec
-from .exported import CARD_FILE, CONFIG_FILE, FORMAT, VERSION, WEIGHTS_FILE, is_exported
-from .spec import NetworkSpec
+from .export_reader import is_exported
+from .trained_network import TrainedNetwork
 
 def _training_info(file: Path) -> dict[str, Any]:
     """What the model card says about training: steps, data, validation metrics (best effort, never fails)."""
@@ -40,9 +41,9 @@ def _training_info(file: Path) -> dict[str, Any]:
         info["steps"] = state.get("step")
         info["data"] = {k: cfg.get("data", {}).get(k) for k in ("kind", "root", "image_size")}
         info["trainer"] = {k: cfg.get("trainer", {}).get(k) for k in ("batch_size", "lr", "ema", "precision")}
-        info["validation"] = _last_validation(file.parent / "metrics.jsonl")
-    elif (file.parent / OPTIONS).is_file():
-        options = read_options(file.parent / OPTIONS)
+        info["validation"] = _last_validation(file.parent / METRICS)
+    elif (file.parent / OPTIONS_FILE).is_file():
+        options = read_options(file.parent / OPTIONS_FILE)
         sched = state.get("sched") or {}
         info["steps"] = sched.get("last_epoch")
         info["data"] = {"kind": "ImageNet (the authors' training set)", "image_size": options.get("image_size")}
@@ -66,7 +67,7 @@ def _last_validation(path: Path) -> dict[str, Any]:
     return last
 
 
-def model_card(spec: NetworkSpec, info: dict[str, Any], name: str) -> str:
+def model_card(spec: TrainedNetwork, info: dict[str, Any], name: str) -> str:
     """The README.md of an exported folder (hub front matter, then what the model is and how to use it)."""
     task = spec.task
     validation = info.get("validation") or {}
@@ -98,7 +99,7 @@ def model_card(spec: NetworkSpec, info: dict[str, Any], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _default_nfe(spec: NetworkSpec) -> str:
+def _default_nfe(spec: TrainedNetwork) -> str:
     """The NFE ``i2sb-sample`` picks without ``nfe=``, and why (the validation record's choices)."""
     record = ValidationRecord.from_dict(spec.validation) if spec.validation else None
     fidelity = record.best("fidelity") if record is not None else None
@@ -109,7 +110,7 @@ def _default_nfe(spec: NetworkSpec) -> str:
     return f"{fidelity.nfe} (best validation PSNR{other})"
 
 
-def _parameters(spec: NetworkSpec) -> int:
+def _parameters(spec: TrainedNetwork) -> int:
     return sum(v.numel() for v in spec.weights.values())
 
 
@@ -138,7 +139,7 @@ def export_model(ckpt: str | Path, output: str | Path, use_ema: bool = True,
     output = check_output(output)
     source = locate(ckpt)
     spec = network_spec(ckpt, use_ema, model_overrides)
-    config = {"format": FORMAT, "version": VERSION, "method": spec.method, "image_size": spec.image_size,
+    config = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "method": spec.method, "image_size": spec.image_size,
               "default_nfe": spec.default_nfe, "task": asdict(spec.task), "network": _jsonable(spec.unet_kwargs),
               "weights": "ema" if use_ema else "raw", "source": source_name(source.resolve()),
               "validation": spec.validation, **({"student": spec.student} if spec.student else {})}
@@ -147,7 +148,7 @@ def export_model(ckpt: str | Path, output: str | Path, use_ema: bool = True,
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
     try:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in spec.weights.items()}
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
         for path in (staging, *staging.iterdir()):
