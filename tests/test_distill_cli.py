@@ -140,13 +140,15 @@ def test_inpainting_students_keep_the_known_pixels():
     net = torch.nn.Conv2d(9, 3, 3, padding=1)  # cat[X_s, x1, z]
     net.config = {"channel_mult": [1]}
     wrapped = student_denoiser(lambda x, t: net(x), task, 3)  # noqa: E731 -- a plain network function
-    algorithm = StudentRestoration(Bridge.symmetric(task.n_steps, task.beta_max), task, StudentInfo(3, 2))
-    from i2sb.restoration.restorer import SamplingOptions
+    kind = StudentRestoration(Bridge.symmetric(task.n_steps, task.beta_max), task, StudentInfo(3, 2))
     x1 = torch.rand(1, 3, 8, 8) * 2 - 1
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., 2:6, 2:6] = 1
+    g = torch.Generator().manual_seed(0)
+    start, cond = kind.boundary(x1, mask, g)
     with torch.no_grad():
-        out = algorithm.run(wrapped, x1, mask, SamplingOptions(nfe=2), torch.Generator().manual_seed(0), None)
+        out = kind.sampler(None)(wrapped.configured(cond=cond), start, kind.steps("ddpm", 2), kind.schedule,
+                                 mask=mask, generator=g)
     assert torch.equal(out * (1 - mask), x1 * (1 - mask)) and not torch.equal(out * mask, x1 * mask)
 
 

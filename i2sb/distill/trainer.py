@@ -11,6 +11,7 @@ teacher's task and network with ``method: ibmd``, and whose ``student`` record h
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -22,9 +23,9 @@ from torch import Tensor
 from ..config import DataConfig, ModelConfig, TrainConfig, to_container, to_train_config
 from ..core.bridge import Bridge
 from ..core.denoiser import BridgeDenoiser
-from ..core.precision import autocast, resolve_precision
-from ..utils.file_formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST
+from ..core.precision import AUTOCAST_DTYPES, resolve_precision
 from ..restoration.trained_network import TrainedNetwork
+from ..utils.file_formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST
 from ..restoration.student import METHOD, StudentInfo, student_steps
 from ..training.dist import DistInfo, barrier, wrap_ddp
 from ..training.ema import EMA
@@ -90,6 +91,11 @@ class DistillTrainer:
             self.aux_model = wrap_ddp(self.aux, self.device, t.ddp_broadcast_buffers, t.ddp_bucket_view)
 
     # ------------------------------------------------------------------ one iteration
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """The trainer's autocast (``trainer.precision``, resolved at start) around the three networks' calls."""
+        dtype = AUTOCAST_DTYPES[self.cfg.trainer.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
     def train_step(self, batches: Any, degraded: Any) -> dict[str, Tensor]:
         """One IBMD iteration; ``batches`` yields data batches, ``degraded(batch, g)`` turns one into ``(x1, cond)``
         on the device. Returns the last auxiliary loss, the student's loss and the gap (device scalars)."""
@@ -100,14 +106,14 @@ class DistillTrainer:
         for _ in range(d.aux_steps):
             self.aux_optimizer.zero_grad(set_to_none=True)
             batch: Degraded = degraded(next(batches), g)
-            with autocast(self.device, precision):
+            with self._autocast():
                 loss_aux = aux_step(self.aux_model, self.G, self.bridge, batch, self.steps, generator=g,
                                     weighting=d.weighting)
             loss_aux.backward()
             self._update(self.aux_optimizer, self.aux_scheduler, self.aux.parameters(), loss_aux)
         self.optimizer.zero_grad(set_to_none=True)
         batch = degraded(next(batches), g)
-        with autocast(self.device, precision):
+        with self._autocast():
             loss, gap = student_step(self.G_model, self.teacher, self.aux, self.bridge, batch, self.steps,
                                      generator=g, weighting=d.weighting)
         loss.backward()
@@ -138,7 +144,7 @@ class DistillTrainer:
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": self.step,
             "model": self.G.net.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "lr_scheduler": self.scheduler.state_dict(),
-            "aux": self.aux.denoiser.net.state_dict(), "aux_optimizer": self.aux_optimizer.state_dict(),
+            "aux": self.aux.net.state_dict(), "aux_optimizer": self.aux_optimizer.state_dict(),
             "aux_lr_scheduler": self.aux_scheduler.state_dict(),
             "rng": {"torch": torch.get_rng_state()}, "stats": {"bad_steps": self.bad_steps},
             "validation": self.validation, "config": to_container(self.train_config),
@@ -151,7 +157,7 @@ class DistillTrainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["lr_scheduler"])
-        self.aux.denoiser.net.load_state_dict(state["aux"])
+        self.aux.net.load_state_dict(state["aux"])
         self.aux_optimizer.load_state_dict(state["aux_optimizer"])
         self.aux_scheduler.load_state_dict(state["aux_lr_scheduler"])
         torch.set_rng_state(state["rng"]["torch"])

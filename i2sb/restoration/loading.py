@@ -54,8 +54,21 @@ def restorer_for(method: str, denoiser: Denoiser, task: TaskConfig, image_size: 
 
 
 def denoiser_from_spec(spec: TrainedNetwork, device: torch.device, source: str) -> Denoiser:
-    """The network of ``spec`` on ``device`` wrapped in its training method's denoiser (eval mode, float32)."""
-    return build_method(spec.method, spec.task).denoiser(build_network(spec, device, source)).to(device).eval()
+    """The network of ``spec`` on ``device`` wrapped in its training method's denoiser (eval mode, float32); a
+    distilled student's in the denoiser that feeds it ``cat[cond, z]`` (:func:`.student.student_denoiser`)."""
+    net = build_network(spec, device, source)
+    if spec.method == STUDENT_METHOD:
+        z_channels = student_info(spec, source).z_channels
+        return student_denoiser(net, spec.task, z_channels).to(device).eval()
+    return build_method(spec.method, spec.task).denoiser(net).to(device).eval()
+
+
+def student_info(spec: TrainedNetwork, source: str) -> StudentInfo:
+    """The student record of a ``method=ibmd`` spec; a one-line ValueError when the checkpoint lacks it."""
+    if not spec.student:
+        raise ValueError(f"{source}: a method={STUDENT_METHOD} checkpoint without its 'student' record "
+                         f"(z_channels, steps)")
+    return StudentInfo.from_dict(spec.student)
 
 
 def load_denoiser(ckpt: str | Path, device: torch.device | str = "auto", use_ema: bool = True,
@@ -71,9 +84,9 @@ def restorer_from_spec(spec: TrainedNetwork, device: torch.device, source: str,
     """Build the network of ``spec`` on ``device`` in its method's denoiser, and its restorer."""
     denoiser = denoiser_from_spec(spec, device, source)
     if spec.method == STUDENT_METHOD:
-        algorithm = StudentRestoration(Bridge.symmetric(spec.task.n_steps, spec.task.beta_max), spec.task,
+        kind = StudentRestoration(Bridge.symmetric(spec.task.n_steps, spec.task.beta_max), spec.task,
                                        student_info(spec, source))
-        return Restorer(denoiser, algorithm, spec.task, spec.image_size, spec.default_nfe, spec.validation)
+        return Restorer(denoiser, kind, spec.task, spec.image_size, spec.default_nfe, spec.validation)
     try:
         return restorer_for(spec.method, denoiser, spec.task, spec.image_size, spec.default_nfe, ddnm, spec.validation)
     except ValueError as err:
