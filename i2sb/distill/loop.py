@@ -19,12 +19,12 @@ from omegaconf import OmegaConf
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import degrade
 from ..config import TaskConfig
 from ..data import infinite_loader
 from ..methods import task_degradation
 from ..restoration.checkpoints import LATEST, network_spec
 from ..restoration.loading import denoiser_from_spec
-from ..restoration.restorer import MASKED_TASKS
 from ..restoration.trained_network import TrainedNetwork
 from ..training.dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
 from ..training.resume import read_latest
@@ -60,7 +60,8 @@ def check_against_teacher(cfg: DistillConfig, task: TaskConfig) -> None:
         if not 1 <= getattr(cfg.distill, key) <= top:
             raise ValueError(f"config key 'distill.{key}': must be in 1..{top} for this teacher "
                              f"({task.n_steps} bridge steps), got {getattr(cfg.distill, key)}")
-    if cfg.data.kind == "degraded" and task.degradation in MASKED_TASKS:
+    masked = task.degradation in degrade.TASKS and degrade.needs_mask(task.degradation)
+    if cfg.data.kind == "degraded" and masked:
         raise ValueError(f"config key 'data.kind': an inpainting teacher ({task.degradation}) needs the masks; "
                          f"use data=imagefolder (clean photos, masks drawn by the task) or data=demo")
     if cfg.data.kind != "degraded" and task.degradation is None:

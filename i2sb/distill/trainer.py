@@ -25,12 +25,12 @@ from ..core.bridge import Bridge
 from ..core.denoiser import BridgeDenoiser
 from ..core.precision import AUTOCAST_DTYPES, resolve_precision
 from ..restoration.trained_network import TrainedNetwork
-from ..utils.file_formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST
 from ..restoration.student import METHOD, StudentInfo, student_steps
 from ..training.dist import DistInfo, barrier, wrap_ddp
 from ..training.ema import EMA
 from ..training.resume import check_resumable
 from ..training.trainer import build_optimizer
+from ..utils.file_formats import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LATEST
 from ..utils.seeds import seeded_generator
 from ..utils.torchfile import save_torch
 from .alternate import Degraded, aux_step, student_step
