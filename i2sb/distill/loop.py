@@ -111,8 +111,8 @@ def _distill(cfg: DistillConfig, info: DistInfo) -> dict[str, Any]:
                              num_workers=cfg.data.num_workers, drop_last=len(dataset) >= per_rank,
                              pin_memory=cfg.data.pin_memory and info.device.type == "cuda",
                              start_step=trainer.step * draws)
-    validator = build_validator(trainer, teacher, deg, build_split(cfg.data, spec.task, image_size, "val"), image_size) \
-        if info.is_main else None
+    val_split = build_split(cfg.data, spec.task, image_size, "val")
+    validator = build_validator(trainer, teacher, deg, val_split, image_size) if info.is_main else None
     writer = build_writer(run_dir, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
                           asdict(cfg)) if info.is_main else None
     vote = StopVote(info)
