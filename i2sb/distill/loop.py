@@ -28,7 +28,8 @@ from ..restoration.loading import denoiser_from_spec
 from ..restoration.trained_network import TrainedNetwork
 from ..training.dist import DistInfo, all_reduce_mean, init_distributed, print0, shutdown
 from ..training.resume import read_latest
-from ..training.stop import StopSignals, StopVote, TrainingInterrupted, stop_message
+from ..training.stop import StopSignals, StopVote, TrainingInterrupted
+from ..training.loop import stopped_here, write_line
 from ..training.validation import validation_line
 from ..training.writers import build_writer
 from ..utils.device import backend_flags
@@ -162,18 +163,12 @@ def _loop(cfg: DistillConfig, info: DistInfo, trainer: DistillTrainer, loader: I
         if validator is not None and (trainer.step % t.eval_every == 0 or trainer.step == t.max_steps):
             values = validator.run(trainer.step, writer)
             trainer.validation = validator.record  # saved with the checkpoint: i2sb-sample's default NFE
-            _write(bar, validation_line(trainer.step, cfg.distill.steps, values) + validator.reference_note)
+            write_line(bar, validation_line(trainer.step, cfg.distill.steps, values) + validator.reference_note)
             summary.update(values)
         saved = trainer.step % t.ckpt_every == 0 or trainer.step == t.max_steps
         if saved:
             trainer.save()
-        if vote(stop.requested) and trainer.step < t.max_steps:
-            if not saved:
-                trainer.save()
-            message = stop_message(stop.reason(), str(trainer.run_dir / LATEST), trainer.step, stop.interrupted)
-            summary.update(preempted=True, stop_reason=stop.reason(), stop_message=message)
-            if info.is_main:
-                _write(bar, message)
+        if stopped_here(trainer, saved, t.max_steps, stop, vote, bar, summary):
             break
     if bar is not None:
         bar.close()
@@ -190,10 +185,3 @@ def _check_bad_steps(trainer: DistillTrainer) -> None:
         raise DistillError(f"the student's loss or gradients were non-finite for {trainer.bad_run} consecutive "
                            f"iterations (up to {trainer.step}); stopping. Last good checkpoint: "
                            f"{trainer.run_dir / LATEST}. Try a lower trainer.lr or trainer.precision=fp32")
-
-
-def _write(bar: Any, line: str) -> None:
-    if bar is not None:
-        bar.write(line)
-    else:
-        print(line, flush=True)

@@ -99,7 +99,7 @@ class DistillTrainer:
     def train_step(self, batches: Any, degraded: Any) -> dict[str, Tensor]:
         """One IBMD iteration; ``batches`` yields data batches, ``degraded(batch, g)`` turns one into ``(x1, cond)``
         on the device. Returns the last auxiliary loss, the student's loss and the gap (device scalars)."""
-        d, precision = self.cfg.distill, self.cfg.trainer.precision
+        d = self.cfg.distill
         g = seeded_generator(self.cfg.seed, self.info.rank, self.step, STEP_STREAM, device=self.device)
         torch.manual_seed(g.initial_seed())
         loss_aux = torch.full((), float("nan"), device=self.device)

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..core.bridge import Bridge
 from ..core.denoiser import Denoiser
 from ..degrade import Degradation
 from ..restoration.algorithms import BridgeRestoration

@@ -25,7 +25,7 @@ from ..core.bridge import Bridge
 from ..core.denoiser import BridgeDenoiser, Denoiser
 from ..core.noise import Generators, randn
 from ..core.types import StepCallback
-from .restorer import SamplingOptions
+from .restorer import OptionError, SamplingOptions
 
 METHOD = "ibmd"  # the ``method`` of a student's checkpoint
 

@@ -139,18 +139,12 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop: StopSignals,
         if validator is not None and (trainer.step % opt.eval_every == 0 or trainer.step == opt.max_steps):
             values = validator.run(trainer.step, writer)
             trainer.validation = validator.record  # saved with the checkpoint: i2sb-sample's default NFE
-            _write_line(bar, validation_line(trainer.step, opt.eval_nfe, values))
+            write_line(bar, validation_line(trainer.step, opt.eval_nfe, values))
             summary.update(values)
         saved = trainer.step % opt.ckpt_every == 0 or trainer.step == opt.max_steps
         if saved:
             trainer.save(keep=opt.keep_every > 0 and trainer.step % opt.keep_every == 0)
-        if vote(stop.requested) and trainer.step < opt.max_steps:
-            if not saved:
-                trainer.save()
-            message = stop_message(stop.reason(), str(trainer.run_dir / LATEST), trainer.step, stop.interrupted)
-            summary.update(preempted=True, stop_reason=stop.reason(), stop_message=message)
-            if info.is_main:
-                _write_line(bar, message)
+        if stopped_here(trainer, saved, opt.max_steps, stop, vote, bar, summary):
             break
     if bar is not None:
         bar.close()
@@ -158,7 +152,22 @@ def _loop(cfg, info, trainer, loader, deg, validator, writer, stop: StopSignals,
     return summary
 
 
-def _write_line(bar: Any, line: str) -> None:
+def stopped_here(trainer: Any, saved: bool, max_steps: int, stop: StopSignals, vote: StopVote, bar: Any,
+                 summary: dict[str, Any]) -> bool:
+    """Whether a stop any rank received (SIGTERM, SIGUSR1, Ctrl-C) ends the run after this step: then
+    ``latest.pt`` is saved (unless this step saved it), ``summary`` says why and rank 0 prints the line."""
+    if not vote(stop.requested) or trainer.step >= max_steps:
+        return False
+    if not saved:
+        trainer.save()
+    message = stop_message(stop.reason(), str(trainer.run_dir / LATEST), trainer.step, stop.interrupted)
+    summary.update(preempted=True, stop_reason=stop.reason(), stop_message=message)
+    if trainer.info.is_main:
+        write_line(bar, message)
+    return True
+
+
+def write_line(bar: Any, line: str) -> None:
     """Print above the progress bar when there is one (rank 0 only: only rank 0 validates)."""
     if bar is not None:
         bar.write(line)
