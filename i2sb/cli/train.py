@@ -52,7 +52,7 @@ def check_inputs(cfg: TrainConfig, place: JobPlace) -> None:
     and folders the run reads exist (a data folder holds at least one image), and the run directory's
     ``latest.pt``, if any, loads and was trained with this network, task and method (a resume that would be
     refused leaves the run's record untouched)."""
-    from ..training.resume import check_resume  # lazy: as above
+    from ..training.resume import check_resume  # lazy: --help does not import torch
     from ..training.trainer import micro_steps  # lazy: as above
     from ..utils.device import resolve_device  # lazy: as above
     from ..utils.listing import extensions_text, has_images  # lazy: as above
