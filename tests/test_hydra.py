@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from i2sb.cli import sample_main, train_main
 from i2sb.cli.compose import group_options
@@ -114,10 +115,18 @@ def test_a_degradation_without_its_parameters_is_an_error_naming_the_key(argv, m
 
 
 # ---------------------------------------------------------------------------- the paper's experiments
+def photo_folder(folder: Path) -> Path:
+    """``folder`` with one small photo in it (a data folder without images is refused)."""
+    folder.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (120, 60, 30)).save(folder / "photo.png")
+    return folder
+
+
 def imagenet_layout(root: Path) -> list[str]:
-    """The folders and the ADM file a paper experiment reads (empty), under ``root``; their overrides."""
+    """The folders (one photo each) and the ADM file (empty) a paper experiment reads, under ``root``; their
+    overrides."""
     for folder in ("imagenet/train", "imagenet/val"):
-        (root / "data" / folder).mkdir(parents=True)
+        photo_folder(root / "data" / folder)
     (root / "data" / "256x256_diffusion_uncond.pt").touch()
     return ["data.root=data/imagenet/train", "data.val_root=data/imagenet/val"]
 
@@ -156,12 +165,13 @@ def test_your_own_experiments_with_config_dir(tmp_path, capsys):
 
 def test_inputs_are_checked_before_anything_is_written(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["experiment=jpeg5_imagenet", f"data.root={tmp_path}", f"data.val_root={tmp_path}"]
+    photos = photo_folder(tmp_path / "photos")
+    argv = ["experiment=jpeg5_imagenet", f"data.root={photos}", f"data.val_root={photos}"]
     line = one_error(*cli(train_main, argv, capsys)[::2])
     assert line.startswith("i2sb-train: error: model.init: data/256x256_diffusion_uncond.pt: no such file")
     line = one_error(*cli(train_main, ["task=jpeg5", f"data.root={tmp_path / 'none'}"], capsys)[::2])
     assert line.endswith("data.root: " + str(tmp_path / "none") + ": no such folder")
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["photos"] and [p.name for p in photos.iterdir()] == ["photo.png"]
 
 
 # ---------------------------------------------------------------------------- run directories and sweeps
