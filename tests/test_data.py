@@ -302,13 +302,13 @@ def test_native_patches_of_folder_images(tmp_path: Path):
 
 
 def test_build_dataset_registry_and_errors(folder: Path, tmp_path: Path):
-    assert set(DATASETS) == {"imagefolder", "paired", "demo"}
+    assert set(DATASETS) == {"imagefolder", "paired", "demo", "degraded"}
     dataset = build_dataset("imagefolder", 16, "val", root=folder)
     assert isinstance(dataset, ImageFolder) and not dataset.train
     assert isinstance(build_dataset("demo", 16, "train", length=3), DemoImages)
     _paired_tree(tmp_path / "pairs")
     assert build_dataset("paired", 16, "train", root=tmp_path / "pairs").train
-    with pytest.raises(ValueError, match="valid kinds: imagefolder, paired, demo"):
+    with pytest.raises(ValueError, match="valid kinds: imagefolder, paired, demo, degraded"):
         build_dataset("lmdb", 16, "train")
     with pytest.raises(ValueError, match="valid splits: train, val"):
         build_dataset("imagefolder", 16, "test", root=folder)

@@ -205,7 +205,7 @@ def test_load_adm_prior_uses_the_eps_channels_at_adm_time(tmp_path):
     x = torch.randn(2, 3, 16, 16)
     step = torch.tensor([1, 1000])  # our 1-based states are ADM's timesteps 0 and 999
     with torch.no_grad():
-        torch.testing.assert_close(prior(x, step), adm(x, torch.tensor([0.0, 999.0]))[:, :3])
+        torch.testing.assert_close(prior.output(x, step), adm(x, torch.tensor([0.0, 999.0]))[:, :3])
     restorer = load_ddnm(tmp_path / "adm.pt", task="inpaint_center", num_head_channels=32, image_size=16)
     assert restorer.kind.name == "DDNM" and restorer.kind.schedule.n_steps == 1000
     assert restorer.default_nfe == 100

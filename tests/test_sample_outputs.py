@@ -180,7 +180,7 @@ def test_the_bar_counts_tiles_when_a_network_call_takes_several(tmp_path, capsys
     options = restorer.options(nfe=2, tile_batch=6)  # 3 tiles of a batch of 2 images per call
     x1 = torch.rand(2, 3, 40, 37) * 2 - 1
     calls = []
-    handle = restorer.denoiser.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    handle = restorer.denoiser.net.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     with progress.evaluation_bar(restorer, 9, 2, 2, "two photos", enabled=True):
         restorer.restore(x1, options=options, generator=torch.Generator().manual_seed(0))
     handle.remove()

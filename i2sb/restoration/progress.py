@@ -3,7 +3,7 @@ step) and, before work, an estimate for photos over :data:`ESTIMATE_PIXELS`.
 
 A network evaluation is the denoiser on one tile of the batch; a photo of ``T`` tiles restored with ``nfe`` steps
 takes ``T x nfe`` of them (more with DDNM's time travel). The bar counts them with a forward hook on the restorer's
-denoiser (a call's batch says how many tiles it took: one per call on the CPU, several on GPUs), so it sees what
+network (a call's batch says how many tiles it took: one per call on the CPU, several on GPUs), so it sees what
 runs whatever the sampler. The estimate's speed comes from timing one evaluation on one tile (after one untimed
 warm-up call) on the device and precision of the run; where tiles go through the network several at a time
 (GPUs) each costs less, so there the estimate is an upper bound.
@@ -101,7 +101,7 @@ def evaluation_bar(restorer: Restorer, tiles: int, nfe: int, images: int, desc: 
                                 refresh=False)
             bar.update(max(called, 1))
 
-        handle = restorer.denoiser.register_forward_hook(count)
+        handle = restorer.denoiser.net.register_forward_hook(count)  # one hook call per network call
         try:
             yield
         finally:
